@@ -1,0 +1,96 @@
+// Runs the wrapped build (execa) and reads the output paths it reports on stdout.
+
+import { constants } from 'node:os'
+import { dirname } from 'node:path'
+import { execa } from 'execa'
+import { HoldError } from '../errors.js'
+import type { BuiltDerivation } from '../channel/messages.js'
+import { storePathProblem } from '../store/path.js'
+import type { BuildCommand } from './command.js'
+
+export interface BuildResult {
+  /** Every output path, in the order the build reported them. */
+  readonly paths: readonly string[]
+  /** Per derivation, for `nix build` (whose --json reports them); undefined for nix-build. */
+  readonly derivations: readonly BuiltDerivation[] | undefined
+}
+
+export interface RunOptions {
+  readonly env: NodeJS.ProcessEnv
+  readonly signal?: AbortSignal | undefined
+}
+
+const exitCodeOf = (signal: string | undefined, exitCode: number | undefined): number =>
+  signal ? 128 + (constants.signals[signal as keyof typeof constants.signals] ?? 0) : (exitCode ?? 1)
+
+/**
+ * Runs the build with its stderr passed through (Nix's progress shows as usual) and stdout
+ * captured. A failure to start, a non-zero exit or a signal is a HoldError of kind `build`
+ * carrying the exit code (128 + N for signal N); aborting `signal` stops the build first.
+ */
+export async function runBuild(command: BuildCommand, { env, signal }: RunOptions): Promise<BuildResult> {
+  signal?.throwIfAborted()
+  const result = await execa(command.file, command.args, {
+    env,
+    extendEnv: false,
+    stdin: 'ignore',
+    stdout: 'pipe',
+    stderr: 'inherit',
+    reject: false,
+    stripFinalNewline: false,
+    maxBuffer: 64 * 1024 * 1024,
+    ...(signal ? { cancelSignal: signal } : {}),
+    // nix asked to stop (SIGTERM) cancels its builds with the daemon; SIGKILL only if it hangs
+    forceKillAfterDelay: 5000,
+  })
+  if (result.isCanceled) throw signal?.reason ?? new HoldError('build', `${command.flavor} was stopped`)
+  if (result.failed) {
+    if (result.exitCode === undefined && result.signal === undefined) {
+      throw new HoldError('build', `cannot run ${command.file}: ${result.originalMessage ?? result.shortMessage}`, { exitCode: 127, cause: result })
+    }
+    const code = exitCodeOf(result.signal, result.exitCode)
+    const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${code}`
+    throw new HoldError('build', `${command.flavor} ${how}`, { exitCode: code })
+  }
+  const stdout = String(result.stdout)
+  const parsed = command.flavor === 'nix build' ? parseJsonOutputs(stdout) : { paths: parseLines(stdout), derivations: undefined }
+  if (parsed.paths.length === 0) throw new HoldError('build', `${command.flavor} succeeded but reported no output paths`, { exitCode: 0 })
+  for (const path of parsed.paths) {
+    const problem = storePathProblem(path, dirname(path))
+    if (problem) throw new HoldError('build', `${command.flavor} reported "${path}", which ${problem}`, { exitCode: 0 })
+  }
+  return parsed
+}
+
+const parseLines = (stdout: string): string[] => stdout.split('\n').filter((line) => line.length > 0)
+
+// `nix build --json`: [{"drvPath": ..., "outputs": {"out": ...}}], or {"path": ...} for a store path given as such.
+function parseJsonOutputs(stdout: string): BuildResult {
+  let entries: unknown
+  try {
+    entries = JSON.parse(stdout)
+  } catch (err) {
+    throw new HoldError('build', `nix build --json printed something that is not JSON: ${stdout.slice(0, 200)}`, { exitCode: 0, cause: err })
+  }
+  if (!Array.isArray(entries)) throw new HoldError('build', 'nix build --json printed something other than a list', { exitCode: 0 })
+  const derivations: BuiltDerivation[] = []
+  const paths: string[] = []
+  for (const entry of entries as Array<Record<string, unknown>>) {
+    if (typeof entry?.path === 'string') {
+      paths.push(entry.path)
+      derivations.push({ outputs: { out: entry.path } })
+    } else if (typeof entry?.outputs === 'object' && entry.outputs !== null) {
+      const outputs = entry.outputs as Record<string, unknown>
+      const kept: Record<string, string> = {}
+      for (const [name, path] of Object.entries(outputs)) {
+        if (typeof path !== 'string') continue
+        kept[name] = path
+        paths.push(path)
+      }
+      derivations.push(typeof entry.drvPath === 'string' ? { drvPath: entry.drvPath, outputs: kept } : { outputs: kept })
+    } else {
+      throw new HoldError('build', `nix build --json printed an entry nix-hold does not understand: ${JSON.stringify(entry).slice(0, 200)}`, { exitCode: 0 })
+    }
+  }
+  return { paths, derivations }
+}

@@ -1,0 +1,161 @@
+// The caller's side of nix-hold: requests come in as JSON lines (ndjson), events go out the same way.
+
+import ndjson from 'ndjson'
+import type { Readable, Transform, Writable } from 'node:stream'
+import { HoldError } from '../errors.js'
+import { checkEvent, parseRequest, type Event, type Request } from './messages.js'
+import { checkFd, duplexFd, readableFd, writableFd } from './fd.js'
+
+/** Which fds carry the channel, as the command line names them. */
+export type ChannelSpec =
+  | { readonly type: 'fd'; readonly fd: number }
+  | { readonly type: 'pipes'; readonly commandFd: number; readonly statusFd: number }
+  | { readonly type: 'stdio' }
+
+/** A request line longer than this is refused (and skipped up to its newline) instead of buffered. */
+export const MAX_LINE = 1024 * 1024
+/** Replies a caller has not read past this many bytes are dropped rather than kept in memory. */
+export const MAX_BACKLOG = 1024 * 1024
+
+/** What arrives on the channel: a valid request, or a line the protocol does not allow. */
+export type Incoming = { readonly type: 'request'; readonly request: Request } | { readonly type: 'invalid'; readonly error: HoldError }
+
+/** Checks every fd in `spec` without touching it; throws a HoldError of kind `usage`. */
+export function checkChannel(spec: ChannelSpec): void {
+  if (spec.type === 'fd') checkFd(spec.fd, 'both', '--fd')
+  else if (spec.type === 'pipes') {
+    checkFd(spec.commandFd, 'read', '--command-fd')
+    checkFd(spec.statusFd, 'write', '--status-fd')
+  } else {
+    checkFd(0, 'read', '--stdio: standard input')
+    checkFd(1, 'write', '--stdio: standard output')
+  }
+}
+
+/** Owns the caller's fds: iterate with `next()`, answer with `send()`, finish with `close()`. */
+export class Channel {
+  readonly #input: Readable
+  readonly #output: Writable
+  readonly #encoder: Transform = ndjson.stringify()
+  readonly #queue: Incoming[] = []
+  #waiter: (() => void) | undefined
+  #ended = false
+  #dropped = 0
+  readonly #hangup: Promise<void>
+  #markHangup!: () => void
+
+  constructor(input: Readable, output: Writable) {
+    this.#input = input
+    this.#output = output
+    this.#hangup = new Promise((resolve) => (this.#markHangup = resolve))
+
+    // ndjson frames lines and parses each; split2 beneath it skips a line past maxLength.
+    // (@types/ndjson leaves out the options ndjson hands through to split2)
+    const splitOptions = { strict: true, maxLength: MAX_LINE, skipOverflow: true } as ndjson.ParseOptions
+    const parser = ndjson.parse(splitOptions) as Transform & { overflow?: boolean }
+    parser.on('data', (value: unknown) => {
+      try {
+        this.#push({ type: 'request', request: parseRequest(value) })
+      } catch (err) {
+        this.#push({ type: 'invalid', error: err as HoldError })
+      }
+    })
+    parser.on('error', () => this.#push({ type: 'invalid', error: new HoldError('protocol', 'a line that is not JSON') }))
+    parser.on('end', () => this.#end())
+
+    let overflowing = false
+    input.on('data', (chunk: Buffer) => {
+      parser.write(chunk)
+      if (parser.overflow && !overflowing) {
+        this.#push({ type: 'invalid', error: new HoldError('protocol', `a line longer than ${MAX_LINE} bytes; it is skipped up to its newline`) })
+      }
+      overflowing = parser.overflow === true
+    })
+    // After EOF the parser still has to hand over a last line without a newline; it ends the
+    // channel itself. A read error or a close without EOF ends it at once.
+    let sawEof = false
+    input.on('end', () => {
+      sawEof = true
+      parser.end()
+    })
+    input.on('error', () => this.#end())
+    input.on('close', () => sawEof || this.#end())
+
+    this.#encoder.pipe(output)
+    // A reader that went away (EPIPE) is a hang-up like EOF.
+    output.on('error', () => this.#end())
+  }
+
+  /** Opens the fds in `spec` (check them first with `checkChannel`). */
+  static open(spec: ChannelSpec): Channel {
+    if (spec.type === 'fd') {
+      const { input, output } = duplexFd(spec.fd)
+      return new Channel(input, output)
+    }
+    if (spec.type === 'pipes') return new Channel(readableFd(spec.commandFd), writableFd(spec.statusFd))
+    return new Channel(readableFd(0), writableFd(1))
+  }
+
+  /** Settles when the caller has closed, hung up or failed its end: time to release. */
+  get hangup(): Promise<void> {
+    return this.#hangup
+  }
+
+  /** The next request or invalid line; undefined once the caller's end is closed and every line before it was taken. */
+  async next(): Promise<Incoming | undefined> {
+    while (this.#queue.length === 0) {
+      if (this.#ended) return undefined
+      await new Promise<void>((resolve) => (this.#waiter = resolve))
+    }
+    return this.#queue.shift()
+  }
+
+  /**
+   * Writes one event line. Never blocks: when the caller has left MAX_BACKLOG bytes unread the
+   * event is dropped, so a caller that never reads cannot make the wrapper grow without bound.
+   */
+  send(event: Event): void {
+    checkEvent(event)
+    if (this.#output.destroyed || this.#output.writableEnded) return
+    if (this.#output.writableLength > MAX_BACKLOG) {
+      if (this.#dropped++ === 0) process.stderr.write('nix-hold: the caller is not reading its channel; dropping replies\n')
+      return
+    }
+    this.#encoder.write(event)
+  }
+
+  /** Flushes what the caller can still take, waiting at most `timeoutMs`, then closes both fds. */
+  async close(timeoutMs = 1000): Promise<void> {
+    this.#encoder.end()
+    if (!this.#output.destroyed && !this.#output.writableFinished) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, timeoutMs)
+        const done = () => {
+          clearTimeout(timer)
+          resolve()
+        }
+        this.#output.once('finish', done).once('error', done).once('close', done)
+      })
+    }
+    this.#output.destroy()
+    this.#input.destroy()
+  }
+
+  #push(item: Incoming): void {
+    this.#queue.push(item)
+    this.#wake()
+  }
+
+  #end(): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.#markHangup()
+    this.#wake()
+  }
+
+  #wake(): void {
+    const w = this.#waiter
+    this.#waiter = undefined
+    w?.()
+  }
+}

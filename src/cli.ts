@@ -1,0 +1,235 @@
+#!/usr/bin/env node
+// nix-hold's command line: parse flags, open the channel, and drive the library. No protocol logic.
+
+import { parseArgs } from 'node:util'
+import { constants } from 'node:os'
+import pkg from '../package.json' with { type: 'json' }
+import { Channel, checkChannel, type ChannelSpec } from './channel/channel.js'
+import { errorEvent, type Event } from './channel/messages.js'
+import { HoldError, isHoldError, type HoldErrorKind } from './errors.js'
+import { buildAndHold, holdPaths, type Hold, type HoldOptions } from './hold.js'
+
+const USAGE = `Usage:
+  nix-hold (--fd N | --command-fd R --status-fd W | --stdio) [options] -- nix build ARGS...
+  nix-hold (--fd N | --command-fd R --status-fd W | --stdio) [options] -- nix-build ARGS...
+  nix-hold (--fd N | --command-fd R --status-fd W | --stdio) [options] --keep PATH...
+
+Builds, then keeps every output alive against garbage collection until the caller writes
+{"release":true} or closes the channel. Events go out as JSON lines: {"built":[...]}.
+
+Channel (exactly one):
+  --fd N                one socket (a socketpair end) for both directions
+  --command-fd R        read requests from fd R (a pipe) ...
+  --status-fd W         ... and write events to fd W (a pipe)
+  --stdio               requests on standard input, events on standard output
+
+Options:
+  --keep                hold existing paths (given as arguments) instead of building
+  --store URL           the store to build in and hold roots on (as nix --store)
+  --max-hold SECONDS    release on its own after this long, sending {"expired":true}
+  --protocol-minor N    announce at most worker protocol 1.N (for testing old daemons)
+  -h, --help            show this help
+  -V, --version         show the version
+
+Exit status: 0 after a release; the build's own status if it failed (128+N for signal N);
+2 usage; 3 store. PROTOCOL.md describes the channel.`
+
+// One table from an error's kind to the exit status; a failed build exits with the build's own.
+const EXIT: Readonly<Record<HoldErrorKind, number>> = { build: 1, protocol: 2, usage: 2, store: 3 }
+const exitCodeOf = (err: HoldError): number => (err.kind === 'build' && err.exitCode !== undefined ? err.exitCode : EXIT[err.kind])
+
+interface Invocation {
+  readonly channel: ChannelSpec
+  readonly keep: boolean
+  readonly operands: readonly string[]
+  readonly store: string | undefined
+  readonly maxHoldMs: number | undefined
+  readonly protocolMinor: number | undefined
+}
+
+const fdNumber = (flag: string, value: string | undefined): number | undefined => {
+  if (value === undefined) return undefined
+  if (!/^\d+$/.test(value)) throw new HoldError('usage', `${flag} takes a file descriptor number, got "${value}"`)
+  return Number(value)
+}
+
+/** Reads the command line; throws a HoldError of kind `usage`, or returns 'help' / 'version'. */
+export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 'version' {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      strict: true,
+      tokens: true,
+      options: {
+        fd: { type: 'string' },
+        'command-fd': { type: 'string' },
+        'status-fd': { type: 'string' },
+        stdio: { type: 'boolean' },
+        keep: { type: 'boolean' },
+        store: { type: 'string' },
+        'max-hold': { type: 'string' },
+        'protocol-minor': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+    })
+  } catch (err) {
+    throw new HoldError('usage', (err as Error).message.split('\n')[0]!, { cause: err })
+  }
+  const { values, positionals, tokens } = parsed
+  if (values.help) return 'help'
+  if (values.version) return 'version'
+
+  const fd = fdNumber('--fd', values.fd)
+  const commandFd = fdNumber('--command-fd', values['command-fd'])
+  const statusFd = fdNumber('--status-fd', values['status-fd'])
+  const chosen = [fd !== undefined, commandFd !== undefined || statusFd !== undefined, values.stdio === true].filter(Boolean).length
+  if (chosen !== 1) throw new HoldError('usage', 'choose exactly one channel: --fd N, --command-fd R with --status-fd W, or --stdio')
+  let channel: ChannelSpec
+  if (fd !== undefined) channel = { type: 'fd', fd }
+  else if (values.stdio) channel = { type: 'stdio' }
+  else if (commandFd === undefined || statusFd === undefined) throw new HoldError('usage', '--command-fd and --status-fd go together')
+  else channel = { type: 'pipes', commandFd, statusFd }
+
+  // Operands before "--" are only allowed as --keep paths; the build command follows "--".
+  const terminator = tokens.findIndex((t) => t.kind === 'option-terminator')
+  const beforeTerminator = tokens.filter((t, i) => t.kind === 'positional' && (terminator < 0 || i < terminator)).length
+  const keep = values.keep === true
+  if (!keep && beforeTerminator > 0) {
+    throw new HoldError('usage', `unexpected argument "${positionals[0]}"; put the build command after --`)
+  }
+  if (positionals.length === 0) throw new HoldError('usage', keep ? '--keep needs at least one path' : 'no build command given after --')
+
+  let maxHoldMs: number | undefined
+  if (values['max-hold'] !== undefined) {
+    const seconds = Number(values['max-hold'])
+    if (!(seconds > 0) || !Number.isFinite(seconds)) throw new HoldError('usage', `--max-hold takes a positive number of seconds, got "${values['max-hold']}"`)
+    maxHoldMs = Math.ceil(seconds * 1000)
+  }
+  const minor = values['protocol-minor']
+  if (minor !== undefined && !/^\d+$/.test(minor)) throw new HoldError('usage', `--protocol-minor takes a number, got "${minor}"`)
+  return {
+    channel,
+    keep,
+    operands: positionals,
+    store: values.store,
+    maxHoldMs,
+    protocolMinor: minor === undefined ? undefined : Number(minor),
+  }
+}
+
+const say = (message: string): void => {
+  process.stderr.write(`nix-hold: ${message}\n`)
+}
+
+const HOLD_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+type HoldSignal = (typeof HOLD_SIGNALS)[number]
+
+/** Runs nix-hold and returns its exit status. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let inv: ReturnType<typeof parseInvocation>
+  try {
+    inv = parseInvocation(argv)
+    if (typeof inv === 'object') checkChannel(inv.channel)
+  } catch (err) {
+    if (!isHoldError(err)) throw err
+    say(`${err.message} (see nix-hold --help)`)
+    return 2
+  }
+  if (inv === 'help') {
+    process.stdout.write(`${USAGE}\n`)
+    return 0
+  }
+  if (inv === 'version') {
+    process.stdout.write(`nix-hold ${pkg.version}\n`)
+    return 0
+  }
+
+  const channel = Channel.open(inv.channel)
+  const finish = async (code: number, last?: Event): Promise<number> => {
+    if (last) channel.send(last)
+    await channel.close()
+    return code
+  }
+
+  // A signal stops a build in progress, or ends a hold the way a release does.
+  const stopped = new AbortController()
+  for (const sig of HOLD_SIGNALS) process.once(sig, () => stopped.abort(sig))
+  const hangup = new AbortController()
+  void channel.hangup.then(() => hangup.abort('hangup'))
+
+  const options: HoldOptions = {
+    env: process.env,
+    signal: AbortSignal.any([stopped.signal, hangup.signal]),
+    log: say,
+    onLost: (paths) => channel.send({ lost: paths }),
+    ...(inv.store === undefined ? {} : { store: inv.store }),
+    ...(inv.protocolMinor === undefined ? {} : { protocolMinor: inv.protocolMinor }),
+  }
+
+  let hold: Hold
+  try {
+    hold = inv.keep ? await holdPaths(inv.operands, options) : await buildAndHold(inv.operands, options)
+  } catch (err) {
+    if (stopped.signal.aborted) {
+      const sig = stopped.signal.reason as HoldSignal
+      say(`stopped by ${sig} before anything was held`)
+      return finish(128 + constants.signals[sig], errorEvent(new HoldError('build', `stopped by ${sig} before the build finished`, { exitCode: 128 + constants.signals[sig] })))
+    }
+    if (hangup.signal.aborted) {
+      say('the caller closed the channel before anything was held; stopping')
+      return finish(0)
+    }
+    if (!isHoldError(err)) throw err
+    say(err.message)
+    return finish(exitCodeOf(err), errorEvent(err))
+  }
+
+  channel.send(inv.keep ? { kept: hold.paths } : { built: hold.paths, ...(hold.derivations ? { outputs: hold.derivations } : {}) })
+  const code = await serve(channel, hold, stopped.signal, inv.maxHoldMs)
+  await hold.release()
+  return finish(code)
+}
+
+// Answers requests until a release, EOF, a signal or --max-hold ends the hold.
+async function serve(channel: Channel, hold: Hold, stopped: AbortSignal, maxHoldMs: number | undefined): Promise<number> {
+  const ended = new Promise<'signal' | 'expired'>((resolve) => {
+    stopped.addEventListener('abort', () => resolve('signal'), { once: true })
+    if (maxHoldMs !== undefined) setTimeout(() => resolve('expired'), maxHoldMs).unref()
+  })
+  for (;;) {
+    const next = await Promise.race([channel.next(), ended])
+    if (next === 'signal') {
+      await hold.release()
+      channel.send({ released: true })
+      return 0
+    }
+    if (next === 'expired') {
+      await hold.release()
+      channel.send({ expired: true })
+      return 0
+    }
+    if (next === undefined) return 0 // EOF or hang-up: the caller is gone or done
+    if (next.type === 'invalid') {
+      channel.send(errorEvent(next.error))
+      continue
+    }
+    const request = next.request
+    if (request.type === 'release') {
+      await hold.release()
+      channel.send({ released: true })
+      return 0
+    }
+    try {
+      channel.send({ kept: await hold.keep(request.paths) })
+    } catch (err) {
+      if (!isHoldError(err)) throw err
+      // a bad path in a request is the caller's mistake in the protocol; the hold stays as it was
+      channel.send(errorEvent(err.kind === 'usage' ? new HoldError('protocol', err.message, { cause: err }) : err))
+    }
+  }
+}
+
+process.exit(await main(process.argv.slice(2)))

@@ -1,0 +1,208 @@
+// The library: build and hold, or hold paths that exist, over a daemon connection this process owns.
+
+import { setTimeout as sleep } from 'node:timers/promises'
+import { HoldError } from './errors.js'
+import type { BuiltDerivation } from './channel/messages.js'
+import { DaemonConnection, type DaemonTarget } from './store/daemon.js'
+import { storeDirFromEnv, toStorePath } from './store/path.js'
+import { resolveStore } from './store/resolve.js'
+
+export interface HoldOptions {
+  /** The store to build in and hold roots on (a URL as for `nix --store`); default: as Nix picks it from `env`. */
+  readonly store?: string
+  /** The environment for the build and for finding the store; default `process.env`. */
+  readonly env?: NodeJS.ProcessEnv
+  /** Aborts connecting and building; an established hold is ended with `release()`, not this. */
+  readonly signal?: AbortSignal
+  /** Called with paths that disappeared while the daemon connection was being re-established. */
+  readonly onLost?: (paths: readonly string[]) => void
+  /** Where notes meant for a person go (a rebuild, a reconnect); default: nowhere. */
+  readonly log?: (message: string) => void
+  /** Announce at most this protocol minor to the daemon (for testing older protocol paths). */
+  readonly protocolMinor?: number
+}
+
+/** Store paths kept alive against garbage collection until `release()`. */
+export interface Hold {
+  /** Every held path: the build's outputs or the kept paths, then any added with `keep`. */
+  readonly paths: readonly string[]
+  /** For a `nix build`, its outputs per derivation as `--json` reported them. */
+  readonly derivations: readonly BuiltDerivation[] | undefined
+  /**
+   * Adds paths to the hold once they are valid and rooted; returns them as store paths. A path
+   * that is not a valid store path fails the whole call (kind `usage`) and adds none.
+   */
+  keep(paths: readonly string[]): Promise<readonly string[]>
+  /** Drops every root at once by closing the daemon connection. Idempotent. */
+  release(): Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+/** How often a build is run again when a garbage collection takes an output before it is rooted. */
+export const BUILD_ATTEMPTS = 3
+
+interface Context {
+  readonly env: NodeJS.ProcessEnv
+  readonly target: DaemonTarget
+  readonly storeDir: string
+  readonly options: HoldOptions
+}
+
+const contextFor = (options: HoldOptions, store: string | undefined): Context => {
+  const env = options.env ?? process.env
+  return { env, target: resolveStore(store, env), storeDir: storeDirFromEnv(env), options }
+}
+
+const connect = (ctx: Context): Promise<DaemonConnection> =>
+  DaemonConnection.open(ctx.target, {
+    ...(ctx.options.protocolMinor === undefined ? {} : { maxMinor: ctx.options.protocolMinor }),
+    ...(ctx.options.signal ? { signal: ctx.options.signal } : {}),
+  })
+
+/**
+ * Runs `command` (["nix", "build", ...] or ["nix-build", ...]) and holds every output it reports.
+ * The daemon connection is opened before the build, and an output that a garbage collection took
+ * between the build's exit and its root is built again, so the returned paths are valid and held.
+ */
+export async function buildAndHold(command: readonly string[], options: HoldOptions = {}): Promise<Hold> {
+  // loaded here, so that holding existing paths never pays for loading execa
+  const [{ prepareBuild }, { runBuild }] = await Promise.all([import('./build/command.js'), import('./build/run.js')])
+  const prepared = prepareBuild(command, options.store)
+  const ctx = contextFor(options, prepared.store)
+  const conn = await connect(ctx)
+  try {
+    for (let attempt = 1; ; attempt++) {
+      const built = await runBuild(prepared, { env: ctx.env, signal: options.signal })
+      await conn.addTempRoots(built.paths)
+      const valid = await conn.queryValidPaths(built.paths)
+      const gone = built.paths.filter((p) => !valid.has(p))
+      if (gone.length === 0) return new ActiveHold(ctx, conn, built.paths, built.derivations)
+      if (attempt === BUILD_ATTEMPTS) {
+        throw new HoldError('store', `garbage collection took ${gone.join(', ')} after each of ${BUILD_ATTEMPTS} builds`)
+      }
+      options.log?.(`${gone.join(', ')} was collected before it could be held; building again`)
+    }
+  } catch (err) {
+    conn.close()
+    throw err
+  }
+}
+
+/**
+ * Holds paths that already exist (store paths, or symlinks into the store such as `result`).
+ * Validity is checked in one round trip before anything is rooted: a path that is not valid is a
+ * HoldError of kind `usage`, and nothing is held.
+ */
+export async function holdPaths(paths: readonly string[], options: HoldOptions = {}): Promise<Hold> {
+  const ctx = contextFor(options, options.store)
+  const conn = await connect(ctx)
+  const hold = new ActiveHold(ctx, conn, [], undefined)
+  try {
+    await hold.keep(paths)
+  } catch (err) {
+    await hold.release()
+    throw err
+  }
+  return hold
+}
+
+class ActiveHold implements Hold {
+  #conn: DaemonConnection
+  #paths: string[]
+  #released = false
+  // settles when a lost connection has been replaced; keep() waits on it
+  #ready: Promise<void> = Promise.resolve()
+  readonly #stopRetrying = new AbortController()
+
+  constructor(
+    private readonly ctx: Context,
+    conn: DaemonConnection,
+    paths: readonly string[],
+    readonly derivations: readonly BuiltDerivation[] | undefined,
+  ) {
+    this.#conn = conn
+    this.#paths = [...paths]
+    this.#watch(conn)
+  }
+
+  get paths(): readonly string[] {
+    return this.#paths
+  }
+
+  async keep(args: readonly string[]): Promise<readonly string[]> {
+    if (this.#released) throw new HoldError('usage', 'this hold was released')
+    const resolved: string[] = []
+    const problems: string[] = []
+    for (const arg of args) {
+      const r = toStorePath(arg, this.ctx.storeDir, process.cwd())
+      if ('problem' in r) problems.push(`${JSON.stringify(arg)} ${r.problem}`)
+      else resolved.push(r.path)
+    }
+    if (problems.length > 0) throw new HoldError('usage', `not a store path: ${problems.join('; ')}`)
+    const unique = [...new Set(resolved)]
+    await this.#ready
+    const conn = this.#conn
+    // Check first so that a refused request roots nothing, then root, then check again: a
+    // collection between the two checks can take a path, and only after the root is it safe.
+    const before = await conn.queryValidPaths(unique)
+    const invalid = unique.filter((p) => !before.has(p))
+    if (invalid.length > 0) throw new HoldError('usage', `not valid in the store: ${invalid.join(', ')}`)
+    await conn.addTempRoots(unique)
+    const after = await conn.queryValidPaths(unique)
+    const gone = unique.filter((p) => !after.has(p))
+    if (gone.length > 0) throw new HoldError('store', `garbage collection took ${gone.join(', ')} before it could be held`)
+    const held = new Set(this.#paths)
+    for (const p of unique) if (!held.has(p)) this.#paths.push(p)
+    return resolved
+  }
+
+  async release(): Promise<void> {
+    if (this.#released) return
+    this.#released = true
+    this.#stopRetrying.abort()
+    this.#conn.close()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release()
+  }
+
+  #watch(conn: DaemonConnection): void {
+    void conn.lost.then((why) => {
+      if (this.#released || conn !== this.#conn) return
+      this.#ready = this.#reconnect(why)
+    })
+  }
+
+  // The roots went with the connection: get a new one, root everything again, and say which
+  // paths a collection took in between rather than pretend they are still held.
+  async #reconnect(why: HoldError): Promise<void> {
+    const { log, onLost } = this.ctx.options
+    log?.(`lost the daemon connection (${why.message}); reconnecting`)
+    const signal = this.#stopRetrying.signal
+    for (let delay = 50; !signal.aborted; delay = Math.min(delay * 2, 2000)) {
+      let conn: DaemonConnection | undefined
+      try {
+        conn = await DaemonConnection.open(this.ctx.target, {
+          signal,
+          ...(this.ctx.options.protocolMinor === undefined ? {} : { maxMinor: this.ctx.options.protocolMinor }),
+        })
+        await conn.addTempRoots(this.#paths)
+        const valid = await conn.queryValidPaths(this.#paths)
+        const lost = this.#paths.filter((p) => !valid.has(p))
+        this.#conn = conn
+        this.#paths = this.#paths.filter((p) => valid.has(p))
+        this.#watch(conn)
+        if (this.#released) conn.close()
+        log?.(`reconnected; ${this.#paths.length} paths held again`)
+        if (lost.length > 0) onLost?.(lost)
+        return
+      } catch (err) {
+        conn?.close()
+        if (signal.aborted) return
+        log?.(`reconnect failed (${(err as Error).message}); retrying in ${delay} ms`)
+        await sleep(delay, undefined, { signal }).catch(() => undefined)
+      }
+    }
+  }
+}

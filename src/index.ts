@@ -1,0 +1,5 @@
+export { buildAndHold, holdPaths, BUILD_ATTEMPTS, type Hold, type HoldOptions } from './hold.js'
+export { HoldError, isHoldError, type HoldErrorKind } from './errors.js'
+export type { BuiltDerivation, Event, Request } from './channel/messages.js'
+export { DaemonConnection, type DaemonTarget, type ConnectOptions } from './store/daemon.js'
+export { resolveStore } from './store/resolve.js'

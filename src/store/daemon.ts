@@ -1,0 +1,333 @@
+// One connection to a Nix daemon: connect, handshake, and the operations a root holder needs.
+// Requests are pipelined: each call writes at once and its response is matched by order, since
+// the daemon answers strictly one request after another (docs/nix-worker-protocol §9).
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { createConnection } from 'node:net'
+import type { Readable, Writable } from 'node:stream'
+import { HoldError } from '../errors.js'
+import {
+  NEWEST_MINOR,
+  OLDEST_MINOR,
+  Op,
+  Trust,
+  WORKER_MAGIC_1,
+  WORKER_MAGIC_2,
+  majorOf,
+  minorOf,
+  protocolVersion,
+} from './protocol.js'
+import { readStderrMessage } from './stderr.js'
+import { tryRead, WireWriter, type WireReader } from './wire.js'
+
+/** Where a store's daemon is: a Unix socket, or a `nix-daemon --stdio` child serving a local store. */
+export type DaemonTarget =
+  | { readonly type: 'socket'; readonly path: string }
+  | { readonly type: 'stdio'; readonly storeUri: string; readonly env: NodeJS.ProcessEnv }
+
+export interface ConnectOptions {
+  /** Announce at most this minor version (tests use it to exercise older protocol paths). */
+  readonly maxMinor?: number
+  readonly signal?: AbortSignal
+}
+
+interface Transport {
+  readonly input: Readable
+  readonly output: Writable
+  /** Ends the connection; with it go the temp roots the daemon's worker registered for it. */
+  destroy(): void
+}
+
+interface Pending {
+  // 'stderr': still in the log-message loop; 'result': the loop ended with LAST, the value follows
+  phase: 'stderr' | 'result'
+  readonly decode: (r: WireReader) => unknown
+  readonly resolve: (value: unknown) => void
+  readonly reject: (err: Error) => void
+}
+
+const describeTarget = (t: DaemonTarget): string =>
+  t.type === 'socket' ? `the Nix daemon socket ${t.path}` : `nix-daemon --stdio (store ${t.storeUri})`
+
+async function openSocket(path: string, signal: AbortSignal | undefined): Promise<Transport> {
+  const socket = createConnection({ path })
+  try {
+    await once(socket, 'connect', signal ? { signal } : {})
+  } catch (err) {
+    socket.destroy()
+    if (signal?.aborted) throw signal.reason
+    const code = (err as NodeJS.ErrnoException).code
+    const why = code === 'ENOENT' || code === 'ECONNREFUSED' ? 'no Nix daemon is listening there' : String(err)
+    throw new HoldError('store', `cannot connect to the Nix daemon at ${path}: ${why}`, { cause: err })
+  }
+  return { input: socket, output: socket, destroy: () => socket.destroy() }
+}
+
+async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<Transport> {
+  // The child serves the local store in-process and registers temp roots under its own pid; it
+  // exits when its stdin closes, which also happens if this process is killed.
+  const child: ChildProcess = spawn('nix-daemon', ['--stdio'], {
+    env: { ...env, NIX_REMOTE: storeUri },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  try {
+    await once(child, 'spawn', signal ? { signal } : {})
+  } catch (err) {
+    child.kill('SIGKILL')
+    if (signal?.aborted) throw signal.reason
+    throw new HoldError('store', `cannot start nix-daemon --stdio for the local store: ${String(err)}`, { cause: err })
+  }
+  return {
+    input: child.stdout!,
+    output: child.stdin!,
+    destroy: () => {
+      child.stdin!.destroy()
+      child.stdout!.destroy()
+      child.kill('SIGKILL')
+    },
+  }
+}
+
+/**
+ * A handshaken connection to a Nix daemon. Temp roots added through it last exactly as long as it
+ * stays open; `close()` (or losing the connection) drops them all at once.
+ */
+export class DaemonConnection {
+  #buf: Buffer = Buffer.alloc(0)
+  #pending: Pending[] = []
+  #outbox: Buffer[] = []
+  #failure: HoldError | undefined
+  #lastError: string | undefined
+  #closing = false
+  #minor = OLDEST_MINOR
+  #daemonVersion: string | undefined
+  #trust: Trust | undefined
+  readonly #lost: Promise<HoldError>
+  #markLost!: (err: HoldError) => void
+
+  private constructor(
+    private readonly transport: Transport,
+    readonly target: DaemonTarget,
+  ) {
+    this.#lost = new Promise((resolve) => (this.#markLost = resolve))
+    transport.input.on('data', (chunk: Buffer) => this.#onData(chunk))
+    transport.input.on('end', () => this.#fail(this.#closedError()))
+    transport.input.on('error', (err) => this.#fail(new HoldError('store', `connection to ${describeTarget(target)} failed: ${err.message}`, { cause: err })))
+    transport.output.on('error', (err) => this.#fail(new HoldError('store', `connection to ${describeTarget(target)} failed: ${err.message}`, { cause: err })))
+  }
+
+  /** Connects and handshakes; a daemon that is absent, too old or speaks garbage gives a HoldError of kind `store`. */
+  static async open(target: DaemonTarget, { maxMinor = NEWEST_MINOR, signal }: ConnectOptions = {}): Promise<DaemonConnection> {
+    signal?.throwIfAborted()
+    const transport = target.type === 'socket' ? await openSocket(target.path, signal) : await openStdioDaemon(target.storeUri, target.env, signal)
+    const conn = new DaemonConnection(transport, target)
+    const onAbort = () => conn.#fail(new HoldError('store', 'aborted', { cause: signal?.reason }))
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      await conn.#handshake(Math.min(maxMinor, NEWEST_MINOR))
+    } catch (err) {
+      conn.close()
+      if (signal?.aborted) throw signal.reason
+      throw err
+    } finally {
+      signal?.removeEventListener('abort', onAbort)
+    }
+    return conn
+  }
+
+  /** The negotiated minor version: min(ours, the daemon's). */
+  get minor(): number {
+    return this.#minor
+  }
+  /** The daemon's Nix version, sent from minor 33 on. */
+  get daemonVersion(): string | undefined {
+    return this.#daemonVersion
+  }
+  /** Whether the daemon trusts us, sent from minor 35 on. */
+  get trust(): Trust | undefined {
+    return this.#trust
+  }
+  /** Settles with the reason once the connection is gone, whether closed by us or lost. */
+  get lost(): Promise<HoldError> {
+    return this.#lost
+  }
+  get isOpen(): boolean {
+    return this.#failure === undefined
+  }
+
+  async #handshake(ourMinor: number): Promise<void> {
+    this.#send(new WireWriter().u64(WORKER_MAGIC_1).u64(protocolVersion(ourMinor)).finish())
+    const [magic, serverVersion] = await this.#expect((r) => [r.u64(), r.u64()] as const)
+    if (magic !== WORKER_MAGIC_2) {
+      throw new HoldError('store', `${describeTarget(this.target)} is not a Nix daemon: expected magic 0x${WORKER_MAGIC_2.toString(16)}, got 0x${magic.toString(16)}`)
+    }
+    if (majorOf(serverVersion) !== 1 || minorOf(serverVersion) < OLDEST_MINOR) {
+      throw new HoldError('store', `the Nix daemon speaks protocol ${majorOf(serverVersion)}.${minorOf(serverVersion)}; nix-hold needs 1.${OLDEST_MINOR} or newer (Nix 2.3+)`)
+    }
+    const minor = Math.min(ourMinor, minorOf(serverVersion))
+    this.#minor = minor
+    const w = new WireWriter()
+    if (minor >= 38) w.strings([]) // our feature set: none needed for roots
+    if (minor >= 14) w.u64(0) // no CPU affinity
+    if (minor >= 11) w.u64(0) // obsolete reserveSpace
+    this.#send(w.finish())
+    if (minor >= 38) await this.#expect((r) => r.strings())
+    if (minor >= 33) this.#daemonVersion = await this.#expect((r) => r.string())
+    if (minor >= 35) {
+      const t = await this.#expect((r) => r.u64())
+      if (!(t in Trust)) throw new HoldError('store', `the Nix daemon sent trust status ${t}, expected 0, 1 or 2`)
+      this.#trust = Trust[t as keyof typeof Trust]
+    }
+    await this.#response(() => undefined)
+  }
+
+  /** Whether `path` is a valid store path (false, not an error, for one that does not exist). */
+  isValidPath(path: string): Promise<boolean> {
+    return this.#request(new WireWriter().u64(Op.IsValidPath).bytes(path), (r) => r.bool())
+  }
+
+  /** The subset of `paths` that is valid, in one round trip; never substitutes. */
+  async queryValidPaths(paths: readonly string[]): Promise<Set<string>> {
+    const w = new WireWriter().u64(Op.QueryValidPaths).strings(paths)
+    if (this.#minor >= 27) w.bool(false)
+    return new Set(await this.#request(w, (r) => r.strings()))
+  }
+
+  /** Registers `path` (valid or not yet) as a GC root for as long as this connection is open. */
+  async addTempRoot(path: string): Promise<void> {
+    await this.#request(new WireWriter().u64(Op.AddTempRoot).bytes(path), (r) => r.u64())
+  }
+
+  /** Registers every path, pipelined: one write, then one response each. */
+  async addTempRoots(paths: readonly string[]): Promise<void> {
+    await Promise.all(paths.map((p) => this.addTempRoot(p)))
+  }
+
+  /** Adds a text file to the store (op 8, served by every daemon); returns its store path, held while the connection lasts. */
+  addTextToStore(name: string, contents: string, references: readonly string[] = []): Promise<string> {
+    return this.#request(new WireWriter().u64(Op.AddTextToStore).bytes(name).bytes(contents).strings(references), (r) => r.string())
+  }
+
+  /** Closes the connection, and with it drops every temp root it registered. Idempotent. */
+  close(): void {
+    this.#closing = true
+    this.#fail(new HoldError('store', 'connection closed'))
+    this.transport.destroy()
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close()
+  }
+
+  #request<T>(w: WireWriter, decode: (r: WireReader) => T): Promise<T> {
+    const promise = this.#response(decode)
+    this.#send(w.finish())
+    return promise
+  }
+
+  // A response is a stderr loop and then, after LAST, a value.
+  #response<T>(decode: (r: WireReader) => T): Promise<T> {
+    return this.#enqueue('stderr', decode)
+  }
+
+  // A bare value, as in the handshake before the first stderr loop.
+  #expect<T>(decode: (r: WireReader) => T): Promise<T> {
+    return this.#enqueue('result', decode)
+  }
+
+  #enqueue<T>(phase: Pending['phase'], decode: (r: WireReader) => T): Promise<T> {
+    if (this.#failure) return Promise.reject(this.#failure)
+    const promise = new Promise<T>((resolve, reject) => {
+      this.#pending.push({ phase, decode, resolve: resolve as (v: unknown) => void, reject })
+    })
+    // bytes for this response may already be here: the daemon can answer before we ask to read
+    if (this.#pending.length === 1 && this.#buf.length > 0) this.#drainOrFail()
+    return promise
+  }
+
+  // Requests made in the same tick go out as one write, so a batch costs one syscall.
+  #send(bytes: Buffer): void {
+    if (this.#failure) return
+    this.#outbox.push(Buffer.from(bytes))
+    if (this.#outbox.length === 1) queueMicrotask(() => this.#flush())
+  }
+
+  #flush(): void {
+    const out = this.#outbox.length === 1 ? this.#outbox[0]! : Buffer.concat(this.#outbox)
+    this.#outbox = []
+    if (!this.#failure) this.transport.output.write(out)
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk])
+    this.#drainOrFail()
+  }
+
+  #drainOrFail(): void {
+    try {
+      this.#drain()
+    } catch (err) {
+      this.#fail(err as HoldError)
+    }
+  }
+
+  #consume(n: number): void {
+    this.#buf = this.#buf.subarray(n)
+  }
+
+  #drain(): void {
+    for (;;) {
+      const head = this.#pending[0]
+      if (!head) return
+      if (head.phase === 'result') {
+        const v = tryRead(this.#buf, head.decode)
+        if (!v) return
+        this.#consume(v.used)
+        this.#pending.shift()
+        this.#lastError = undefined
+        head.resolve(v.value)
+        continue
+      }
+      const m = tryRead(this.#buf, (r) => readStderrMessage(r, this.#minor))
+      if (!m) return
+      this.#consume(m.used)
+      const msg = m.value
+      if (msg.type === 'last') {
+        head.phase = 'result'
+      } else if (msg.type === 'error') {
+        if (this.#lastError === msg.message) {
+          throw new HoldError('store', `the Nix daemon broke off the connection: ${msg.message}`)
+        }
+        this.#lastError = msg.message
+        this.#pending.shift()
+        head.reject(new HoldError('store', msg.message))
+      } else if (msg.type === 'read' || msg.type === 'write') {
+        throw new HoldError('store', `the Nix daemon asked to ${msg.type} data, which no operation nix-hold sends needs`)
+      }
+    }
+  }
+
+  // A daemon that cannot parse a request's arguments sends the error twice and hangs up
+  // (docs §4): when the last unanswered bytes are such an error, report the daemon's own words.
+  #closedError(): HoldError {
+    let why = ''
+    try {
+      const m = tryRead(this.#buf, (r) => readStderrMessage(r, this.#minor))
+      if (m?.value.type === 'error') why = `: ${m.value.message}`
+    } catch {
+      // what is left is not a message at all; the plain report below says enough
+    }
+    return new HoldError('store', `${describeTarget(this.target)} closed the connection${why}`)
+  }
+
+  #fail(err: HoldError): void {
+    if (this.#failure) return
+    this.#failure = this.#closing ? new HoldError('store', 'connection closed') : err
+    const pending = this.#pending
+    this.#pending = []
+    for (const p of pending) p.reject(this.#failure)
+    this.#markLost(this.#failure)
+    this.transport.destroy()
+  }
+}

@@ -1,0 +1,49 @@
+import { realpathSync } from 'node:fs'
+
+// What a store path looks like (Nix's src/libstore/path.cc): <store dir>/<32 base-32 chars>-<name>.
+// Checking this before sending a path matters: a daemon that cannot parse an argument drops the
+// whole connection, and with it every temp root the connection holds.
+
+const HASH = /^[0123456789abcdfghijklmnpqrsvwxyz]{32}$/
+const NAME = /^[A-Za-z0-9+\-_?=][A-Za-z0-9+\-._?=]*$/
+const MAX_NAME = 211
+
+/** The store directory the environment points at, as Nix reads it. */
+export const storeDirFromEnv = (env: NodeJS.ProcessEnv): string => env.NIX_STORE_DIR || '/nix/store'
+
+/** Says why `path` is not a store path directly inside `storeDir`, or returns undefined when it is one. */
+export function storePathProblem(path: string, storeDir: string): string | undefined {
+  if (path.includes('\0')) return 'contains a NUL byte'
+  if (!path.startsWith(`${storeDir}/`)) return `is not inside the store ${storeDir}`
+  const base = path.slice(storeDir.length + 1)
+  if (base.includes('/')) return 'is a path inside a store path, not a store path'
+  const hash = base.slice(0, 32)
+  const name = base.slice(33)
+  if (!HASH.test(hash) || base[32] !== '-') return 'does not start with a 32-character Nix hash and a dash'
+  if (name.length > MAX_NAME) return `has a name longer than ${MAX_NAME} characters`
+  if (!NAME.test(name)) return 'has a name with characters Nix does not allow'
+  return undefined
+}
+
+/**
+ * The store path that `arg` names: a store path as it is, a path inside one cut back to it, or a
+ * symlink (such as a `result` link) followed into the store. Returns the path, or a reason it names
+ * none. Only a path outside the store directory touches the file system.
+ */
+export function toStorePath(arg: string, storeDir: string, cwd: string): { path: string } | { problem: string } {
+  if (arg.length === 0) return { problem: 'is empty' }
+  if (arg.includes('\0')) return { problem: 'contains a NUL byte' }
+  if (arg.split('/').includes('..')) return { problem: 'contains a ".." segment' }
+  let path = arg.startsWith('/') ? arg : `${cwd.replace(/\/$/, '')}/${arg}`
+  if (!path.startsWith(`${storeDir}/`)) {
+    try {
+      path = realpathSync(path)
+    } catch {
+      return { problem: `is not inside the store ${storeDir} and does not exist` }
+    }
+    if (!path.startsWith(`${storeDir}/`)) return { problem: `resolves to ${path}, outside the store ${storeDir}` }
+  }
+  const top = path.slice(0, storeDir.length + 1) + path.slice(storeDir.length + 1).split('/')[0]
+  const problem = storePathProblem(top, storeDir)
+  return problem ? { problem } : { path: top }
+}
