@@ -17,6 +17,8 @@ export const MAX_LINE = 1024 * 1024
 /** Replies a caller has not read past this many bytes are dropped rather than kept in memory. */
 export const MAX_BACKLOG = 1024 * 1024
 
+const NULL_LINE = Symbol('the line null')
+
 /** What arrives on the channel: a valid request, or a line the protocol does not allow. */
 export type Incoming = { readonly type: 'request'; readonly request: Request } | { readonly type: 'invalid'; readonly error: HoldError }
 
@@ -37,7 +39,9 @@ export class Channel {
   readonly #input: Readable
   readonly #output: Writable
   readonly #encoder: Transform = ndjson.stringify()
-  readonly #queue: Incoming[] = []
+  // a queue read from #head: Array#shift is linear, and a burst can bring 100,000 lines at once
+  #queue: Incoming[] = []
+  #head = 0
   #waiter: (() => void) | undefined
   #ended = false
   #dropped = 0
@@ -53,9 +57,15 @@ export class Channel {
     // (@types/ndjson leaves out the options ndjson hands through to split2)
     const splitOptions = { strict: true, maxLength: MAX_LINE, skipOverflow: true } as ndjson.ParseOptions
     const parser = ndjson.parse(splitOptions) as Transform & { overflow?: boolean }
+    // An object stream cannot carry null: ndjson pushes the line `null` as a value, which would
+    // end the stream early and drop every later line. Until the caller's EOF, carry it boxed.
+    let sawEof = false
+    const push = parser.push.bind(parser)
+    parser.push = (chunk: unknown) => push(chunk === null && !sawEof ? NULL_LINE : chunk)
+
     parser.on('data', (value: unknown) => {
       try {
-        this.#push({ type: 'request', request: parseRequest(value) })
+        this.#push({ type: 'request', request: parseRequest(value === NULL_LINE ? null : value) })
       } catch (err) {
         this.#push({ type: 'invalid', error: err as HoldError })
       }
@@ -73,7 +83,6 @@ export class Channel {
     })
     // After EOF the parser still has to hand over a last line without a newline; it ends the
     // channel itself. A read error or a close without EOF ends it at once.
-    let sawEof = false
     input.on('end', () => {
       sawEof = true
       parser.end()
@@ -93,7 +102,14 @@ export class Channel {
       return new Channel(input, output)
     }
     if (spec.type === 'pipes') return new Channel(readableFd(spec.commandFd), writableFd(spec.statusFd))
-    return new Channel(readableFd(0), writableFd(1))
+    // Our own non-blocking streams on fds 0 and 1 stand in for process.stdin/stdout: a module
+    // that imports node:process would otherwise open them a second time (EEXIST), and Node's
+    // stdout blocks on a full pipe, which would hang on a caller that does not read.
+    const input = readableFd(0)
+    const output = writableFd(1)
+    Object.defineProperty(process, 'stdin', { value: input, configurable: true, writable: true })
+    Object.defineProperty(process, 'stdout', { value: output, configurable: true, writable: true })
+    return new Channel(input, output)
   }
 
   /** Settles when the caller has closed, hung up or failed its end: time to release. */
@@ -103,11 +119,16 @@ export class Channel {
 
   /** The next request or invalid line; undefined once the caller's end is closed and every line before it was taken. */
   async next(): Promise<Incoming | undefined> {
-    while (this.#queue.length === 0) {
+    while (this.#head === this.#queue.length) {
       if (this.#ended) return undefined
       await new Promise<void>((resolve) => (this.#waiter = resolve))
     }
-    return this.#queue.shift()
+    const item = this.#queue[this.#head++]
+    if (this.#head === this.#queue.length) {
+      this.#queue = []
+      this.#head = 0
+    }
+    return item
   }
 
   /**

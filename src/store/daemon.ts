@@ -158,10 +158,12 @@ export class DaemonConnection {
 
   async #handshake(ourMinor: number): Promise<void> {
     this.#send(new WireWriter().u64(WORKER_MAGIC_1).u64(protocolVersion(ourMinor)).finish())
-    const [magic, serverVersion] = await this.#expect((r) => [r.u64(), r.u64()] as const)
-    if (magic !== WORKER_MAGIC_2) {
-      throw new HoldError('store', `${describeTarget(this.target)} is not a Nix daemon: expected magic 0x${WORKER_MAGIC_2.toString(16)}, got 0x${magic.toString(16)}`)
+    // the magic is compared as raw bytes first: a peer that is no daemon need not send a valid word
+    const magic = await this.#expect((r) => r.raw(8))
+    if (Buffer.compare(magic, new WireWriter().u64(WORKER_MAGIC_2).finish()) !== 0) {
+      throw new HoldError('store', `${describeTarget(this.target)} is not a Nix daemon: expected the magic word "dxio", got ${JSON.stringify(Buffer.from(magic).toString('latin1'))}`)
     }
+    const serverVersion = await this.#expect((r) => r.u64())
     if (majorOf(serverVersion) !== 1 || minorOf(serverVersion) < OLDEST_MINOR) {
       throw new HoldError('store', `the Nix daemon speaks protocol ${majorOf(serverVersion)}.${minorOf(serverVersion)}; nix-hold needs 1.${OLDEST_MINOR} or newer (Nix 2.3+)`)
     }

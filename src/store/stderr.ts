@@ -24,13 +24,16 @@ function skipFields(r: WireReader): void {
   }
 }
 
+// Nix colours names in its messages; the escapes mean nothing in JSON or a log file.
+const ANSI = /\u001b\[[0-9;]*[A-Za-z]/g
+
 /**
  * Consumes one error payload: the structured form from minor 26 on, the message-and-status form
- * before. Both are reduced to the daemon's own message text.
+ * before. Both are reduced to the daemon's own message text, without colour escapes.
  */
 export function readError(r: WireReader, minor: number): { message: string; status?: number } {
   if (minor < 26) {
-    const message = r.string()
+    const message = r.string().replace(ANSI, '')
     return { message, status: r.u64() }
   }
   const type = r.string()
@@ -45,7 +48,7 @@ export function readError(r: WireReader, minor: number): { message: string; stat
     if (r.u64() !== 0) throw new HoldError('store', 'the Nix daemon sent an error trace with a position')
     lines.push(r.string())
   }
-  return { message: lines.join('\n') }
+  return { message: lines.join('\n').replace(ANSI, '') }
 }
 
 /** Consumes one stderr-loop message; an unknown tag throws a HoldError of kind `store`. */

@@ -37,6 +37,11 @@ export class WireReader {
     return out
   }
 
+  /** Consumes exactly `n` bytes as they are. */
+  raw(n: number): Uint8Array {
+    return this.#take(n)
+  }
+
   /** Consumes exactly 8 bytes; refuses values above 2^53 - 1, which no count, length or tag reaches. */
   u64(): number {
     const b = this.#take(8)

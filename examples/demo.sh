@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# A build held across a garbage collection, then released and collected, each step shown.
+# Runs on its own isolated Nix instance in a temporary directory; never touches /nix.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+bash "$here/../scripts/setup.sh"
+cli="$here/../dist/cli.js"
+
+# --- an isolated Nix: own store, state, config and daemon socket -------------------------------
+T=$(mktemp -d)
+export NIX_STORE_DIR=$T/store NIX_STATE_DIR=$T/var NIX_LOG_DIR=$T/log NIX_CONF_DIR=$T/etc
+export HOME=$T/home XDG_CACHE_HOME=$T/home/.cache
+mkdir -p "$NIX_CONF_DIR" "$HOME"
+printf 'substituters =\nsandbox = false\nbuild-users-group =\nexperimental-features = nix-command\n' >"$NIX_CONF_DIR/nix.conf"
+NIX_REMOTE=local setsid nix-daemon >/dev/null 2>&1 &
+daemon=$!
+cleanup() {
+  kill -- -"$daemon" 2>/dev/null || kill "$daemon" 2>/dev/null || true
+  chmod -R u+w "$T" && rm -rf "$T"
+}
+trap cleanup EXIT
+until [[ -S $NIX_STATE_DIR/daemon-socket/socket ]]; do sleep 0.05; done
+export NIX_REMOTE=daemon
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+valid() { if nix-store --check-validity "$1" 2>/dev/null; then echo "valid: $1"; else echo "gone:  $1"; fi; }
+
+# --- build under nix-hold, talking to it over a coprocess's stdin/stdout ----------------------
+step "nix-hold --stdio -- nix build -f demo.nix --argstr n $$"
+coproc HOLD { exec node "$cli" --stdio -- nix build -f "$here/demo.nix" --argstr n "$$"; }
+read -r event <&"${HOLD[0]}"
+echo "nix-hold says: $event"
+path=$(sed -E 's/.*"built":\["([^"]+)".*/\1/' <<<"$event")
+
+step "garbage collection while held"
+nix-store --gc 2>&1 | tail -n 1
+valid "$path"
+
+step 'release: {"release":true}'
+echo '{"release":true}' >&"${HOLD[1]}"
+read -r event <&"${HOLD[0]}"
+echo "nix-hold says: $event"
+wait "$HOLD_PID" && echo "nix-hold exited 0"
+
+step "garbage collection after the release"
+nix-store --gc 2>&1 | tail -n 1
+valid "$path"

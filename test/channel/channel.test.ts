@@ -1,0 +1,82 @@
+import { PassThrough } from 'node:stream'
+import { describe, expect, it } from 'vitest'
+import { Channel, MAX_BACKLOG, MAX_LINE, type Incoming } from '../../src/channel/channel.js'
+
+function channel() {
+  const input = new PassThrough()
+  const output = new PassThrough()
+  return { input, output, ch: new Channel(input, output) }
+}
+
+async function drain(ch: Channel): Promise<Incoming[]> {
+  const all: Incoming[] = []
+  for (let next = await ch.next(); next; next = await ch.next()) all.push(next)
+  return all
+}
+
+const kinds = (items: Incoming[]) => items.map((i) => (i.type === 'request' ? i.request.type : `invalid: ${i.error.message}`))
+
+describe('Channel', () => {
+  it('frames requests split across chunks at every offset', async () => {
+    const text = '{"keep":["/nix/store/00000000000000000000000000000001-a"]}\n{"release":true}\n'
+    for (let cut = 0; cut <= text.length; cut++) {
+      const { input, ch } = channel()
+      input.write(text.slice(0, cut))
+      input.end(text.slice(cut))
+      expect(kinds(await drain(ch))).toEqual(['keep', 'release'])
+    }
+  })
+
+  it('takes a last line that has no newline before EOF', async () => {
+    const { input, ch } = channel()
+    input.end('{"release":true}')
+    expect(kinds(await drain(ch))).toEqual(['release'])
+  })
+
+  it('answers a bad line and goes on reading the lines after it', async () => {
+    const { input, ch } = channel()
+    input.end('nope\nnull\n\n{"release":1}\n{"release":true}\n')
+    const got = kinds(await drain(ch))
+    expect(got).toHaveLength(4)
+    expect(got.slice(0, 3).every((k) => k.startsWith('invalid'))).toBe(true)
+    expect(got[3]).toBe('release')
+  })
+
+  it('refuses a line longer than the bound without buffering it, then reads on', async () => {
+    const { input, ch } = channel()
+    const chunk = 'x'.repeat(64 * 1024)
+    for (let sent = 0; sent <= MAX_LINE + chunk.length; sent += chunk.length) input.write(chunk)
+    input.end('tail of the long line\n{"release":true}\n')
+    const got = kinds(await drain(ch))
+    expect(got).toEqual([expect.stringMatching(/invalid: a line longer than 1048576 bytes/), 'release'])
+  })
+
+  it('ends after EOF once every line before it was taken', async () => {
+    const { input, ch } = channel()
+    input.end()
+    expect(await ch.next()).toBeUndefined()
+    await ch.hangup
+  })
+
+  it('handles 100,000 lines in one burst', async () => {
+    const { input, ch } = channel()
+    input.end('{"release":true}\n'.repeat(100_000))
+    expect((await drain(ch)).length).toBe(100_000)
+  })
+
+  it('writes one JSON object per line', async () => {
+    const { output, ch } = channel()
+    ch.send({ released: true })
+    await ch.close()
+    expect(output.read()?.toString()).toBe('{"released":true}\n')
+  })
+
+  it('drops replies rather than buffering without bound when the caller never reads', async () => {
+    const { output, ch } = channel()
+    const event = { error: { kind: 'protocol' as const, message: 'x'.repeat(1000) } }
+    for (let i = 0; i < 5000; i++) ch.send(event)
+    // 5000 replies of ~1 KiB would be 5 MiB; what is kept stays near the bound
+    expect(output.writableLength + output.readableLength).toBeLessThan(MAX_BACKLOG + 64 * 1024 + 2048)
+    await ch.close(10)
+  })
+})

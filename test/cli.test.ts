@@ -1,0 +1,137 @@
+// The whole product against a real isolated daemon: build, hold through GC, release.
+
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FIXTURES, startNix, type NixInstance } from './helpers/nix.js'
+import { startWrapper, type Mode } from './helpers/wrapper.js'
+
+let nix: NixInstance
+beforeAll(async () => {
+  nix = await startNix()
+})
+afterAll(async () => {
+  await nix?.stop()
+})
+
+let counter = 0
+const unique = (label: string): string => `${label}-${process.pid}-${++counter}`
+const demo = (n: string): string[] => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
+
+describe.each<Mode>(['fd', 'pipes', 'stdio'])('channel on %s', (mode) => {
+  it('keeps the output through a GC while held, and lets the GC take it after {"release":true}', async () => {
+    const w = startWrapper(['--', ...demo(unique(mode))], nix.env, mode)
+    const { built } = (await w.next()) as { built: string[] }
+    expect(built).toHaveLength(1)
+    await nix.gc()
+    expect(await nix.isValid(built[0]!)).toBe(true)
+
+    w.send({ release: true })
+    expect(await w.next()).toEqual({ released: true })
+    expect((await w.exit).code).toBe(0)
+    await nix.gc()
+    expect(await nix.isValid(built[0]!)).toBe(false)
+  })
+})
+
+it('releases when the caller closes the channel (EOF)', async () => {
+  const w = startWrapper(['--', ...demo(unique('eof'))], nix.env)
+  const { built } = (await w.next()) as { built: string[] }
+  await nix.gc()
+  expect(await nix.isValid(built[0]!)).toBe(true)
+  w.end()
+  expect((await w.exit).code).toBe(0)
+  await nix.gc()
+  expect(await nix.isValid(built[0]!)).toBe(false)
+})
+
+it('holds the output of legacy nix-build', async () => {
+  const n = unique('legacy')
+  const w = startWrapper(['--', 'nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n], nix.env)
+  const event = (await w.next()) as { built: string[]; outputs?: unknown }
+  expect(event.built).toEqual([expect.stringMatching(new RegExp(`^${nix.storeDir}/[a-z0-9]{32}-demo-${n}$`))])
+  expect(event.outputs).toBeUndefined()
+  await nix.gc()
+  expect(await nix.isValid(event.built[0]!)).toBe(true)
+  w.send({ release: true })
+  await w.exit
+})
+
+it('holds both outputs of a two-output derivation, in the order nix build reports them', async () => {
+  const n = unique('multi')
+  const w = startWrapper(['--', 'nix', 'build', '-f', join(FIXTURES, 'multi.nix'), '--argstr', 'n', n, 'out', 'lib'], nix.env)
+  const event = (await w.next()) as { built: string[]; outputs: Array<{ outputs: Record<string, string> }> }
+  expect(event.built).toHaveLength(2)
+  const reported = event.outputs.flatMap((d) => Object.values(d.outputs))
+  expect(event.built).toEqual(reported)
+  expect(event.built).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`-multi-${n}$`)), expect.stringMatching(new RegExp(`-multi-${n}-lib$`))]))
+  await nix.gc()
+  for (const p of event.built) expect(await nix.isValid(p)).toBe(true)
+  w.send({ release: true })
+  await w.exit
+  await nix.gc()
+  for (const p of event.built) expect(await nix.isValid(p)).toBe(false)
+})
+
+it('reports a failing build as an error of kind build and exits with the build command\'s code', async () => {
+  const w = startWrapper(['--', 'nix', 'build', '-f', join(FIXTURES, 'fail.nix'), '--argstr', 'n', unique('fail')], nix.env)
+  const event = (await w.next()) as { error: { kind: string; exitCode: number } }
+  expect(event.error.kind).toBe('build')
+  expect(event.error.exitCode).toBe(1) // nix build exits 1 when a derivation fails
+  expect((await w.exit).code).toBe(1)
+  expect(w.stderr()).toContain('failing on purpose') // the build's own log passes through
+})
+
+it('answers garbage on the channel with protocol errors and keeps holding', async () => {
+  const w = startWrapper(['--', ...demo(unique('garbage'))], nix.env)
+  const { built } = (await w.next()) as { built: string[] }
+  const bad = ['not json', '[1,2]', '"release"', '{"release":false}', '{"release":true,"extra":1}', '{"hello":1}', 'null']
+  for (const line of bad) w.send(line)
+  for (const _ of bad) expect(((await w.next()) as { error: { kind: string } }).error.kind).toBe('protocol')
+  await nix.gc()
+  expect(await nix.isValid(built[0]!)).toBe(true)
+  w.send({ release: true })
+  expect(await w.next()).toEqual({ released: true })
+  expect((await w.exit).code).toBe(0)
+})
+
+it('exits 2 before building when --fd names a descriptor the caller did not pass', async () => {
+  const { spawnSync } = await import('node:child_process')
+  const { CLI } = await import('./helpers/wrapper.js')
+  for (const fd of ['9', '5', '42']) {
+    const r = spawnSync(process.execPath, [CLI, '--fd', fd, '--', ...demo(unique('nofd'))], { env: nix.env, encoding: 'utf8' })
+    expect(r.status).toBe(2)
+    expect(r.stderr).toMatch(new RegExp(`--fd ${fd}: file descriptor ${fd} is not open`))
+  }
+})
+
+it('delivers a valid, held path even when the output is deleted right after the build exits', async () => {
+  // A `nix` shim first on PATH runs the real build, then deletes what it built: the first time only.
+  const bin = join(nix.root, `shim-${unique('bin')}`)
+  mkdirSync(bin)
+  const marker = join(bin, 'deleted-once')
+  const shim = join(bin, 'nix')
+  writeFileSync(
+    shim,
+    `#!/bin/sh
+out=$(/usr/bin/env PATH="$REAL_PATH" nix "$@") || exit $?
+if [ ! -e "${marker}" ]; then
+  touch "${marker}"
+  for p in $(printf '%s' "$out" | grep -o '"out":"[^"]*"' | cut -d'"' -f4); do
+    PATH="$REAL_PATH" nix-store --delete "$p" >&2 || exit 99
+  done
+fi
+printf '%s\\n' "$out"
+`,
+  )
+  chmodSync(shim, 0o755)
+  const env = { ...nix.env, PATH: `${bin}:${nix.env.PATH}`, REAL_PATH: nix.env.PATH }
+  const w = startWrapper(['--', ...demo(unique('deleted'))], env)
+  const { built } = (await w.next()) as { built: string[] }
+  expect(w.stderr()).toContain('building again')
+  expect(await nix.isValid(built[0]!)).toBe(true)
+  await nix.gc()
+  expect(await nix.isValid(built[0]!)).toBe(true)
+  w.send({ release: true })
+  expect((await w.exit).code).toBe(0)
+})

@@ -1,0 +1,116 @@
+// An isolated Nix instance per test file (../shared/nix-test-instance.md): its own store, state,
+// config and daemon socket under one temporary directory, never the machine's /nix.
+
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { execa } from 'execa'
+
+export const FIXTURES = new URL('../fixtures/', import.meta.url).pathname
+
+const NIX_CONF = `substituters =
+sandbox = false
+build-users-group =
+experimental-features = nix-command
+`
+
+export interface NixInstance {
+  readonly root: string
+  readonly storeDir: string
+  readonly stateDir: string
+  readonly socketPath: string
+  /** Environment for a client of this instance (NIX_REMOTE=daemon). */
+  readonly env: NodeJS.ProcessEnv
+  /** Builds `demo.nix` with `n` and returns its output path (rooted by nothing once this returns). */
+  buildDemo(n: string): Promise<string>
+  /** Runs a full garbage collection. */
+  gc(): Promise<void>
+  isValid(path: string): Promise<boolean>
+  /** The pids that have temp roots now (files in temproots/). */
+  tempRootPids(): number[]
+  /** Kills the daemon (its whole process group) and removes the directory. */
+  stop(): Promise<void>
+}
+
+/** Fails with a clear message when Nix is not installed, rather than skipping. */
+function requireNix(): void {
+  try {
+    execFileSync('nix-daemon', ['--version'], { stdio: 'ignore' })
+  } catch {
+    throw new Error('nix-daemon is not on PATH: install Nix (on Debian, as root: apt-get install -y nix-bin), or run bash .ci/run, which does')
+  }
+}
+
+/** Environment for Nix commands in `root`, with nothing of the machine's own Nix settings. */
+export function nixEnv(root: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('NIX_')) env[k] = v
+  return {
+    ...env,
+    NIX_STORE_DIR: join(root, 'store'),
+    NIX_STATE_DIR: join(root, 'var'),
+    NIX_LOG_DIR: join(root, 'log'),
+    NIX_CONF_DIR: join(root, 'etc'),
+    HOME: join(root, 'home'),
+    XDG_CACHE_HOME: join(root, 'home', '.cache'),
+    NIX_REMOTE: 'daemon',
+  }
+}
+
+/** Starts a daemon on a fresh instance and waits for its socket. */
+export async function startNix(): Promise<NixInstance> {
+  requireNix()
+  const root = mkdtempSync(join(tmpdir(), 'nix-hold-test-'))
+  mkdirSync(join(root, 'etc'))
+  mkdirSync(join(root, 'home'))
+  writeFileSync(join(root, 'etc', 'nix.conf'), NIX_CONF)
+  const env = nixEnv(root)
+  const socketPath = join(root, 'var', 'daemon-socket', 'socket')
+  let daemon: ChildProcess = startDaemon(env)
+  for (let waited = 0; !existsSync(socketPath); waited += 20) {
+    if (waited > 20_000) throw new Error(`nix-daemon did not create ${socketPath}`)
+    if (daemon.exitCode !== null) throw new Error(`nix-daemon exited with ${daemon.exitCode}`)
+    await sleep(20) // polling for the socket file, the documented way to wait for the daemon
+  }
+  const run = (cmd: string, args: string[]) => execa(cmd, args, { env, extendEnv: false, stdin: 'ignore' })
+  return {
+    root,
+    storeDir: env.NIX_STORE_DIR!,
+    stateDir: env.NIX_STATE_DIR!,
+    socketPath,
+    env,
+    async buildDemo(n) {
+      const { stdout } = await run('nix-build', [join(FIXTURES, 'demo.nix'), '--argstr', 'n', n, '--no-out-link'])
+      return stdout.trim()
+    },
+    async gc() {
+      await run('nix-store', ['--gc'])
+    },
+    async isValid(path) {
+      const r = await execa('nix-store', ['--check-validity', path], { env, extendEnv: false, reject: false, stdin: 'ignore', stderr: 'ignore' })
+      return r.exitCode === 0
+    },
+    tempRootPids() {
+      const dir = join(env.NIX_STATE_DIR!, 'temproots')
+      return existsSync(dir) ? readdirSync(dir).map(Number) : []
+    },
+    async stop() {
+      if (daemon.pid) {
+        try {
+          process.kill(-daemon.pid, 'SIGKILL')
+        } catch {
+          // already gone
+        }
+      }
+      // store paths are read-only: make them writable so the directory can go
+      execFileSync('chmod', ['-R', 'u+w', root])
+      rmSync(root, { recursive: true, force: true })
+    },
+  }
+
+  function startDaemon(env: NodeJS.ProcessEnv): ChildProcess {
+    return spawn('nix-daemon', [], { env: { ...env, NIX_REMOTE: 'local' }, detached: true, stdio: 'ignore' })
+  }
+}

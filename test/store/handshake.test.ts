@@ -1,0 +1,205 @@
+// The handshake and the response loop against a scripted daemon, for versions the local Nix 2.8
+// cannot play (1.35 trust status, 1.38 features) and for broken daemons.
+
+import { afterEach, describe, expect, it } from 'vitest'
+import { DaemonConnection } from '../../src/store/daemon.js'
+import { cat, hex, str, strs, word } from '../helpers/bytes.js'
+import { fakeDaemon, type ScriptedPeer } from '../helpers/fake-daemon.js'
+
+const MAGIC_1 = hex('6378696e00000000') // "nixc" little-endian
+const MAGIC_2 = hex('6f69786400000000') // "dxio"
+const LAST = hex('73746c6100000000') // STDERR_LAST "alts"
+const ERROR = hex('7074786300000000') // STDERR_ERROR "cxtp"
+const NEXT = hex('676d6c6f00000000') // STDERR_NEXT "olmg"
+const START = hex('5452545300000000') // STDERR_START_ACTIVITY
+const STOP = hex('504f545300000000') // STDERR_STOP_ACTIVITY
+
+const v = (minor: number) => word(0x100 | minor)
+let cleanup: (() => void) | undefined
+afterEach(() => cleanup?.())
+
+async function withDaemon(script: (peer: ScriptedPeer) => Promise<void>, run: (path: string) => Promise<void>): Promise<void> {
+  const d = fakeDaemon(script)
+  cleanup = d.close
+  await run(d.path)
+  await d.result
+}
+
+// what a daemon of `minor` expects after our version, up to its first stderr loop
+const clientTail = (minor: number) => cat(...(minor >= 38 ? [strs([])] : []), word(0), word(0))
+
+describe('handshake', () => {
+  it('speaks 1.38 with a 1.38 daemon: feature sets, version string, trust status', async () => {
+    await withDaemon(
+      async (peer) => {
+        await peer.expect(cat(MAGIC_1, v(38)))
+        peer.send(cat(MAGIC_2, v(38)))
+        await peer.expect(clientTail(38))
+        peer.send(cat(strs(['some-future-feature']), str('2.24.9'), word(1), LAST))
+      },
+      async (path) => {
+        const conn = await DaemonConnection.open({ type: 'socket', path })
+        expect([conn.minor, conn.daemonVersion, conn.trust]).toEqual([38, '2.24.9', 'trusted'])
+        conn.close()
+      },
+    )
+  })
+
+  it('negotiates down to a Lix-style 1.35 daemon and reads its trust status', async () => {
+    await withDaemon(
+      async (peer) => {
+        await peer.expect(cat(MAGIC_1, v(38)))
+        peer.send(cat(MAGIC_2, v(35)))
+        await peer.expect(clientTail(35))
+        peer.send(cat(str('2.90.0'), word(2), LAST))
+      },
+      async (path) => {
+        const conn = await DaemonConnection.open({ type: 'socket', path })
+        expect([conn.minor, conn.trust]).toEqual([35, 'not-trusted'])
+        conn.close()
+      },
+    )
+  })
+
+  it('refuses a daemon older than 1.21 with a store error that names both versions', async () => {
+    await withDaemon(
+      async (peer) => {
+        await peer.expect(cat(MAGIC_1, v(38)))
+        peer.send(cat(MAGIC_2, v(20)))
+      },
+      async (path) => {
+        await expect(DaemonConnection.open({ type: 'socket', path })).rejects.toMatchObject({ kind: 'store', message: expect.stringMatching(/1\.20.*1\.21/) })
+      },
+    )
+  })
+
+  it('refuses something that is not a Nix daemon', async () => {
+    await withDaemon(
+      async (peer) => {
+        await peer.expect(cat(MAGIC_1, v(38)))
+        peer.send(Buffer.from('HTTP/1.1 400 Bad Request\r\n\r\n'))
+      },
+      async (path) => {
+        await expect(DaemonConnection.open({ type: 'socket', path })).rejects.toMatchObject({ kind: 'store', message: expect.stringMatching(/not a Nix daemon/) })
+      },
+    )
+  })
+
+  it('reports a connection refused during the handshake with the daemon\'s own words', async () => {
+    await withDaemon(
+      async (peer) => {
+        await peer.expect(cat(MAGIC_1, v(38)))
+        peer.send(cat(MAGIC_2, v(34)))
+        await peer.expect(clientTail(34))
+        peer.send(cat(str('2.8.0'), ERROR, str('Error'), word(0), str('Error'), str('user not allowed'), word(0), word(0)))
+      },
+      async (path) => {
+        await expect(DaemonConnection.open({ type: 'socket', path })).rejects.toMatchObject({ kind: 'store', message: 'user not allowed' })
+      },
+    )
+  })
+
+  it('is a store error when no daemon listens', async () => {
+    await expect(DaemonConnection.open({ type: 'socket', path: '/nonexistent/nix-hold/socket' })).rejects.toMatchObject({ kind: 'store', message: expect.stringMatching(/no Nix daemon is listening/) })
+  })
+})
+
+async function handshake34(peer: ScriptedPeer): Promise<void> {
+  await peer.expect(cat(MAGIC_1, v(38)))
+  peer.send(cat(MAGIC_2, v(34)))
+  await peer.expect(clientTail(34))
+  peer.send(cat(str('2.8.0'), LAST))
+}
+
+const P1 = '/nix/store/00000000000000000000000000000001-a'
+const P2 = '/nix/store/00000000000000000000000000000002-b'
+
+describe('responses', () => {
+  it('skips log lines and activities before a result, and matches pipelined responses in order', async () => {
+    await withDaemon(
+      async (peer) => {
+        await handshake34(peer)
+        await peer.expect(cat(word(11), str(P1), word(1), str(P2)))
+        peer.send(cat(NEXT, str('a log line\n'), START, word(7), word(3), word(102), str('text'), word(2), word(0), word(5), word(1), str('f'), word(0), STOP, word(7), LAST, word(1)))
+        peer.send(cat(LAST, word(1)))
+      },
+      async (path) => {
+        const conn = await DaemonConnection.open({ type: 'socket', path })
+        const [, valid] = await Promise.all([conn.addTempRoot(P1), conn.isValidPath(P2)])
+        expect(valid).toBe(true)
+        conn.close()
+      },
+    )
+  })
+
+  it('fails only the request whose response is an error, and the connection stays usable', async () => {
+    await withDaemon(
+      async (peer) => {
+        await handshake34(peer)
+        await peer.expect(cat(word(1), str(P1), word(1), str(P2)))
+        peer.send(cat(ERROR, str('Error'), word(0), str('Error'), str('something broke'), word(0), word(1), word(0), str('while doing a thing')))
+        peer.send(cat(LAST, word(0)))
+      },
+      async (path) => {
+        const conn = await DaemonConnection.open({ type: 'socket', path })
+        const [first, second] = await Promise.allSettled([conn.isValidPath(P1), conn.isValidPath(P2)])
+        expect(first).toMatchObject({ status: 'rejected', reason: { kind: 'store', message: 'something broke\nwhile doing a thing' } })
+        expect(second).toEqual({ status: 'fulfilled', value: false })
+        conn.close()
+      },
+    )
+  })
+
+  it('reads the pre-1.26 error form: message and exit status', async () => {
+    await withDaemon(
+      async (peer) => {
+        await peer.expect(cat(MAGIC_1, v(25)))
+        peer.send(cat(MAGIC_2, v(34)))
+        await peer.expect(clientTail(25))
+        peer.send(LAST)
+        await peer.expect(cat(word(1), str(P1)))
+        peer.send(cat(ERROR, str('error: old style'), word(1)))
+      },
+      async (path) => {
+        const conn = await DaemonConnection.open({ type: 'socket', path }, { maxMinor: 25 })
+        expect(conn.minor).toBe(25)
+        await expect(conn.isValidPath(P1)).rejects.toMatchObject({ kind: 'store', message: 'error: old style' })
+        conn.close()
+      },
+    )
+  })
+
+  it('fails every pending request when the daemon repeats an error and hangs up', async () => {
+    const err = cat(ERROR, str('Error'), word(0), str('Error'), str('bad argument'), word(0), word(0))
+    await withDaemon(
+      async (peer) => {
+        await handshake34(peer)
+        await peer.expect(cat(word(1), str(P1), word(1), str(P2), word(1), str(P1)))
+        peer.send(cat(err, err))
+        peer.socket.end()
+      },
+      async (path) => {
+        const conn = await DaemonConnection.open({ type: 'socket', path })
+        const results = await Promise.allSettled([conn.isValidPath(P1), conn.isValidPath(P2), conn.isValidPath(P1)])
+        expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected'])
+        expect(conn.isOpen).toBe(false)
+        await expect(conn.lost).resolves.toMatchObject({ kind: 'store' })
+      },
+    )
+  })
+
+  it('closes on an unknown message tag instead of guessing', async () => {
+    await withDaemon(
+      async (peer) => {
+        await handshake34(peer)
+        await peer.expect(cat(word(1), str(P1)))
+        peer.send(word(0x12345678))
+      },
+      async (path) => {
+        const conn = await DaemonConnection.open({ type: 'socket', path })
+        await expect(conn.isValidPath(P1)).rejects.toMatchObject({ kind: 'store', message: expect.stringMatching(/unknown message tag 0x12345678/) })
+        expect(conn.isOpen).toBe(false)
+      },
+    )
+  })
+})
