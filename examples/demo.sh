@@ -26,7 +26,7 @@ valid() { if nix-store --check-validity "$1" 2>/dev/null; then echo "valid: $1";
 
 # --- build under nix-hold, talking to it over a coprocess's stdin/stdout ----------------------
 step "nix-hold --stdio -- nix build -f demo.nix --argstr n $$"
-coproc HOLD { exec node "$cli" --stdio -- nix build -f "$here/demo.nix" --argstr n "$$"; }
+coproc HOLD { exec node "$cli" --stdio -- nix build -f "$here/../test/fixtures/demo.nix" --argstr n "$$"; }
 read -r event <&"${HOLD[0]}"
 echo "nix-hold says: $event"
 path=$(sed -E 's/.*"built":\["([^"]+)".*/\1/' <<<"$event")

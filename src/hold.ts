@@ -83,7 +83,7 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
       options.log?.(`${gone.join(', ')} was collected before it could be held; building again`)
     }
   } catch (err) {
-    conn.close()
+    await conn.close()
     throw err
   }
 }
@@ -160,7 +160,8 @@ class ActiveHold implements Hold {
     if (this.#released) return
     this.#released = true
     this.#stopRetrying.abort()
-    this.#conn.close()
+    await this.#ready
+    await this.#conn.close()
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -193,12 +194,12 @@ class ActiveHold implements Hold {
         this.#conn = conn
         this.#paths = this.#paths.filter((p) => valid.has(p))
         this.#watch(conn)
-        if (this.#released) conn.close()
+        if (this.#released) await conn.close()
         log?.(`reconnected; ${this.#paths.length} paths held again`)
         if (lost.length > 0) onLost?.(lost)
         return
       } catch (err) {
-        conn?.close()
+        await conn?.close()
         if (signal.aborted) return
         log?.(`reconnect failed (${(err as Error).message}); retrying in ${delay} ms`)
         await sleep(delay, undefined, { signal }).catch(() => undefined)

@@ -135,3 +135,15 @@ printf '%s\\n' "$out"
   w.send({ release: true })
   expect((await w.exit).code).toBe(0)
 })
+
+it('holds in a local store (no daemon) through a nix-daemon --stdio child', async () => {
+  const env = { ...nix.env, NIX_REMOTE: 'local' }
+  const w = startWrapper(['--', ...demo(unique('local'))], env)
+  const { built } = (await w.next()) as { built: string[] }
+  await nix.gc()
+  expect(await nix.isValid(built[0]!)).toBe(true)
+  w.send({ release: true })
+  expect((await w.exit).code).toBe(0)
+  await nix.gc()
+  expect(await nix.isValid(built[0]!)).toBe(false)
+})

@@ -37,6 +37,8 @@ interface Transport {
   readonly output: Writable
   /** Ends the connection; with it go the temp roots the daemon's worker registered for it. */
   destroy(): void
+  /** Settles once nothing of ours holds the roots any longer (for a child: once it has exited). */
+  readonly gone: Promise<void>
 }
 
 interface Pending {
@@ -61,7 +63,7 @@ async function openSocket(path: string, signal: AbortSignal | undefined): Promis
     const why = code === 'ENOENT' || code === 'ECONNREFUSED' ? 'no Nix daemon is listening there' : String(err)
     throw new HoldError('store', `cannot connect to the Nix daemon at ${path}: ${why}`, { cause: err })
   }
-  return { input: socket, output: socket, destroy: () => socket.destroy() }
+  return { input: socket, output: socket, destroy: () => socket.destroy(), gone: once(socket, 'close').then(() => undefined) }
 }
 
 async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<Transport> {
@@ -78,9 +80,11 @@ async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?
     if (signal?.aborted) throw signal.reason
     throw new HoldError('store', `cannot start nix-daemon --stdio for the local store: ${String(err)}`, { cause: err })
   }
+  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : once(child, 'exit').then(() => undefined)
   return {
     input: child.stdout!,
     output: child.stdin!,
+    gone: exited,
     destroy: () => {
       child.stdin!.destroy()
       child.stdout!.destroy()
@@ -127,7 +131,7 @@ export class DaemonConnection {
     try {
       await conn.#handshake(Math.min(maxMinor, NEWEST_MINOR))
     } catch (err) {
-      conn.close()
+      await conn.close()
       if (signal?.aborted) throw signal.reason
       throw err
     } finally {
@@ -211,15 +215,19 @@ export class DaemonConnection {
     return this.#request(new WireWriter().u64(Op.AddTextToStore).bytes(name).bytes(contents).strings(references), (r) => r.string())
   }
 
-  /** Closes the connection, and with it drops every temp root it registered. Idempotent. */
-  close(): void {
+  /**
+   * Closes the connection, and with it drops every temp root it registered; settles once our
+   * side is gone (a `nix-daemon --stdio` child has exited). Idempotent.
+   */
+  async close(): Promise<void> {
     this.#closing = true
     this.#fail(new HoldError('store', 'connection closed'))
     this.transport.destroy()
+    await this.transport.gone
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
-    this.close()
+    await this.close()
   }
 
   #request<T>(w: WireWriter, decode: (r: WireReader) => T): Promise<T> {

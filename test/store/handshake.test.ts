@@ -40,7 +40,7 @@ describe('handshake', () => {
       async (path) => {
         const conn = await DaemonConnection.open({ type: 'socket', path })
         expect([conn.minor, conn.daemonVersion, conn.trust]).toEqual([38, '2.24.9', 'trusted'])
-        conn.close()
+        await conn.close()
       },
     )
   })
@@ -56,7 +56,7 @@ describe('handshake', () => {
       async (path) => {
         const conn = await DaemonConnection.open({ type: 'socket', path })
         expect([conn.minor, conn.trust]).toEqual([35, 'not-trusted'])
-        conn.close()
+        await conn.close()
       },
     )
   })
@@ -127,7 +127,7 @@ describe('responses', () => {
         const conn = await DaemonConnection.open({ type: 'socket', path })
         const [, valid] = await Promise.all([conn.addTempRoot(P1), conn.isValidPath(P2)])
         expect(valid).toBe(true)
-        conn.close()
+        await conn.close()
       },
     )
   })
@@ -145,7 +145,7 @@ describe('responses', () => {
         const [first, second] = await Promise.allSettled([conn.isValidPath(P1), conn.isValidPath(P2)])
         expect(first).toMatchObject({ status: 'rejected', reason: { kind: 'store', message: 'something broke\nwhile doing a thing' } })
         expect(second).toEqual({ status: 'fulfilled', value: false })
-        conn.close()
+        await conn.close()
       },
     )
   })
@@ -164,7 +164,7 @@ describe('responses', () => {
         const conn = await DaemonConnection.open({ type: 'socket', path }, { maxMinor: 25 })
         expect(conn.minor).toBe(25)
         await expect(conn.isValidPath(P1)).rejects.toMatchObject({ kind: 'store', message: 'error: old style' })
-        conn.close()
+        await conn.close()
       },
     )
   })
