@@ -1,0 +1,98 @@
+// --keep mode and {"keep"} requests against a real daemon.
+
+import { symlinkSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { startNix, type NixInstance } from './helpers/nix.js'
+import { startWrapper } from './helpers/wrapper.js'
+
+let nix: NixInstance
+beforeAll(async () => {
+  nix = await startNix()
+})
+afterAll(async () => {
+  await nix?.stop()
+})
+
+let counter = 0
+const fresh = () => nix.buildDemo(`keep-${process.pid}-${++counter}`)
+
+it('holds existing paths given with --keep, resolving a result link into the store', async () => {
+  const [a, b] = [await fresh(), await fresh()]
+  const link = join(nix.root, `result-${counter}`)
+  symlinkSync(b, link)
+  const w = startWrapper(['--keep', a, link], nix.env)
+  expect(await w.next()).toEqual({ kept: [a, b] })
+  await nix.gc()
+  expect([await nix.isValid(a), await nix.isValid(b)]).toEqual([true, true])
+  w.send({ release: true })
+  expect(await w.next()).toEqual({ released: true })
+  expect((await w.exit).code).toBe(0)
+  await nix.gc()
+  expect([await nix.isValid(a), await nix.isValid(b)]).toEqual([false, false])
+})
+
+it('refuses --keep of a path that is not valid, with a usage error, exit 2 and nothing held', async () => {
+  const a = await fresh()
+  const missing = a.replace(/-keep-/, '-gone-')
+  const w = startWrapper(['--keep', a, missing, '/etc/passwd'], nix.env)
+  const event = (await w.next()) as { error: { kind: string; message: string } }
+  expect(event.error.kind).toBe('usage')
+  expect(event.error.message).toContain('/etc/passwd')
+  expect((await w.exit).code).toBe(2)
+  await nix.gc()
+  expect(await nix.isValid(a)).toBe(false)
+})
+
+it('adds paths to a hold with {"keep"} and refuses a request with an invalid path as a whole', async () => {
+  const [a, b, c] = [await fresh(), await fresh(), await fresh()]
+  const w = startWrapper(['--keep', a], nix.env)
+  expect(await w.next()).toEqual({ kept: [a] })
+
+  const missing = b.replace(/-keep-/, '-gone-')
+  w.send({ keep: [c, missing] })
+  const refused = (await w.next()) as { error: { kind: string; message: string } }
+  expect(refused.error).toMatchObject({ kind: 'protocol', message: expect.stringContaining(missing) })
+  for (const bad of ['/etc/passwd', `${nix.storeDir}/../etc`, 'a\u0000b', '']) {
+    w.send({ keep: [bad] })
+    expect(((await w.next()) as { error: { kind: string } }).error.kind).toBe('protocol')
+  }
+
+  w.send({ keep: [b] })
+  expect(await w.next()).toEqual({ kept: [b] })
+  await nix.gc()
+  // a and b are held; c was in the refused request and is not
+  expect([await nix.isValid(a), await nix.isValid(b), await nix.isValid(c)]).toEqual([true, true, false])
+  w.end()
+  expect((await w.exit).code).toBe(0)
+})
+
+it('adds paths with {"keep"} to a hold made by a build', async () => {
+  const extra = await fresh()
+  const { FIXTURES } = await import('./helpers/nix.js')
+  const w = startWrapper(['--', 'nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', `keep-build-${process.pid}`], nix.env)
+  const { built } = (await w.next()) as { built: string[] }
+  w.send({ keep: [extra] })
+  expect(await w.next()).toEqual({ kept: [extra] })
+  await nix.gc()
+  expect([await nix.isValid(built[0]!), await nix.isValid(extra)]).toEqual([true, true])
+  w.send({ release: true })
+  await w.exit
+})
+
+it('holds 10,000 paths given on the command line', async () => {
+  const { DaemonConnection } = await import('../src/store/daemon.js')
+  const conn = await DaemonConnection.open({ type: 'socket', path: nix.socketPath })
+  const paths = await Promise.all(Array.from({ length: 10_000 }, (_, i) => conn.addTextToStore(`many-${i}`, `${process.pid} ${i}`)))
+  const w = startWrapper(['--keep', ...paths], nix.env)
+  const event = (await w.next()) as { kept: string[] }
+  expect(event.kept).toEqual(paths)
+  await conn.close()
+  await nix.gc()
+  expect(await nix.isValid(paths[0]!)).toBe(true)
+  expect(await nix.isValid(paths[9999]!)).toBe(true)
+  w.end()
+  await w.exit
+  await nix.gc()
+  expect(await nix.isValid(paths[5000]!)).toBe(false)
+})
