@@ -11,15 +11,21 @@ export type Direction = 'read' | 'write' | 'both'
 
 const O_ACCMODE = 0o3
 
+const accessMode = (fd: number): number =>
+  Number.parseInt(/^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0', 8) & O_ACCMODE
+
 // Node opens pipes of its own at start-up, so a number the caller never passed can still name a
-// pipe here. Those come in pairs held by this process; an inherited end has its partner elsewhere.
-function isOwnPipe(fd: number, stat: Stats): boolean {
+// pipe here. Node holds both ends of those: a read-only and a write-only fd on one pipe. An end
+// the caller passed has its partner in the caller (a pipe we could write to ourselves would
+// never show the caller's EOF, so refusing that case loses nothing).
+function isOwnPipe(fd: number, stat: Stats, mode: number): boolean {
+  if (mode === 2) return false
   for (const name of readdirSync('/proc/self/fd')) {
     const other = Number(name)
     if (other === fd) continue
     try {
       const s = fstatSync(other)
-      if (s.isFIFO() && s.ino === stat.ino && s.dev === stat.dev) return true
+      if (s.isFIFO() && s.ino === stat.ino && s.dev === stat.dev && accessMode(other) === 1 - mode) return true
     } catch {
       // the directory's own fd, already closed
     }
@@ -41,9 +47,8 @@ export function checkFd(fd: number, direction: Direction, flag: string): void {
   }
   // epoll and eventfd descriptors (Node's own) are none of these types
   if (!(stat.isSocket() || stat.isFIFO() || stat.isCharacterDevice() || stat.isFile())) throw closed()
-  if (stat.isFIFO() && isOwnPipe(fd, stat)) throw closed()
-  const flags = Number.parseInt(/^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] ?? '0', 8)
-  const mode = flags & O_ACCMODE // 0 read-only, 1 write-only, 2 both
+  const mode = accessMode(fd) // 0 read-only, 1 write-only, 2 both
+  if (stat.isFIFO() && isOwnPipe(fd, stat, mode)) throw closed()
   const canRead = mode === 0 || mode === 2
   const canWrite = mode === 1 || mode === 2
   if ((direction !== 'write' && !canRead) || (direction !== 'read' && !canWrite)) {

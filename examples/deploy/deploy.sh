@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# A nixos-rebuild-style switch: build the system, check it, activate it, and make it the current
+# generation of a profile, without a moment where the result is unrooted and without a `result`
+# link or temporary file that an interrupted run would leave behind.
+#
+#   bash examples/deploy/deploy.sh PROFILE [nix-build args...]
+#   bash examples/deploy/deploy.sh /nix/var/nix/profiles/system examples/deploy/system.nix
+#
+# 1. nix-hold builds and holds: a GC from here on cannot take the system.
+# 2. checks and activation run against the held path.
+# 3. nix-env --set makes it a profile generation: a permanent root.
+# 4. only then the hold is released. Killed at any step, nothing is left but what step 3 made.
+set -euo pipefail
+profile=$1
+shift
+
+coproc HOLD { exec nix-hold --stdio -- nix-build "$@"; }
+read -r event <&"${HOLD[0]}"
+case $event in
+  '{"built":['*) ;;
+  *) echo "deploy: nix-hold: $event" >&2; exit 1 ;;
+esac
+system=$(sed -E 's/^\{"built":\["([^"]+)".*/\1/' <<<"$event")
+echo "held $system"
+
+read -r _ # a pause point for the caller: stands in for copying to the target and testing
+
+"$system/bin/switch-to-configuration"
+nix-env --profile "$profile" --set "$system"
+echo "profile $profile -> $(readlink -f "$profile")"
+
+echo '{"release":true}' >&"${HOLD[1]}"
+read -r event <&"${HOLD[0]}"
+wait "$HOLD_PID"
+echo released

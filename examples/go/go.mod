@@ -1,0 +1,3 @@
+module example.invalid/nixhold-example
+
+go 1.19

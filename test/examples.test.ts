@@ -1,0 +1,132 @@
+// Every example in examples/ runs as it is, against an isolated daemon: it builds under nix-hold,
+// prints "held PATH...", waits for a line on stdin (the test collects garbage meanwhile), releases.
+
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { build } from 'esbuild'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FIXTURES, startNix, type NixInstance } from './helpers/nix.js'
+import { CLI } from './helpers/wrapper.js'
+
+const ROOT = new URL('..', import.meta.url).pathname
+const EXAMPLES = join(ROOT, 'examples')
+
+let nix: NixInstance
+let env: NodeJS.ProcessEnv
+beforeAll(async () => {
+  nix = await startNix()
+  // nix-hold on PATH, as an installed package would put it
+  const bin = join(nix.root, 'bin')
+  mkdirSync(bin)
+  writeFileSync(join(bin, 'nix-hold'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`)
+  chmodSync(join(bin, 'nix-hold'), 0o755)
+  env = { ...nix.env, PATH: `${bin}:${nix.env.PATH}` }
+})
+afterAll(async () => {
+  await nix?.stop()
+})
+
+let counter = 0
+const demo = (tool: 'nix' | 'nix-build') => {
+  const n = `example-${process.pid}-${++counter}`
+  return tool === 'nix' ? ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n] : ['nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
+}
+
+/** The example's stdout, line by line. */
+function lines(child: ChildProcess): () => Promise<string> {
+  const it = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+  let stderr = ''
+  child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s))
+  return async () => {
+    const { value, done } = await it.next()
+    if (done) throw new Error(`the example ended early; stderr:\n${stderr}`)
+    return value as string
+  }
+}
+
+async function holdsThenReleases(file: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<void> {
+  const child = spawn(file, args, { cwd: options.cwd ?? ROOT, env: options.env ?? env, stdio: ['pipe', 'pipe', 'pipe'] })
+  const next = lines(child)
+  const held = await next()
+  expect(held).toMatch(/^held \//)
+  const paths = held.slice('held '.length).split(' ')
+  await nix.gc()
+  for (const p of paths) expect(await nix.isValid(p)).toBe(true)
+
+  child.stdin!.write('\n')
+  expect(await next()).toBe('released')
+  const [code] = await once(child, 'exit')
+  expect(code).toBe(0)
+  await nix.gc()
+  for (const p of paths) expect(await nix.isValid(p)).toBe(false)
+}
+
+describe('examples', () => {
+  it('python: nix_hold() context manager over a socketpair', async () => {
+    await holdsThenReleases('python3', [join(EXAMPLES, 'python', 'example.py'), ...demo('nix')])
+  })
+
+  it('go: nixhold.Build with ExtraFiles and a socketpair', async () => {
+    const out = join(nix.root, 'nixhold-example')
+    // a build cache that outlives the instance, so only the first run compiles the standard library
+    const goEnv = { ...env, GOCACHE: join(tmpdir(), 'nix-hold-go-cache'), GOFLAGS: '-mod=mod', GOPATH: join(nix.root, 'go') }
+    execFileSync('go', ['build', '-o', out, '.'], { cwd: join(EXAMPLES, 'go'), env: goEnv, stdio: 'inherit' })
+    await holdsThenReleases(out, demo('nix-build'))
+  }, 180_000)
+
+  it('bash: coproc with --stdio', async () => {
+    await holdsThenReleases('bash', [join(EXAMPLES, 'bash', 'coproc.sh'), ...demo('nix')])
+  })
+
+  it('bash: exec {fd} redirections with --stdio', async () => {
+    await holdsThenReleases('bash', [join(EXAMPLES, 'bash', 'fds.sh'), ...demo('nix-build')])
+  })
+
+  it('node: the library with await using', async () => {
+    // Node 20 cannot parse `await using`: compile the example as a user would, with esbuild
+    const outfile = join(ROOT, 'dist', 'examples', 'hold.mjs')
+    await build({ entryPoints: [join(EXAMPLES, 'node', 'hold.ts')], outfile, format: 'esm', platform: 'node', target: 'node20', logLevel: 'error' })
+    await holdsThenReleases(process.execPath, [outfile, ...demo('nix')])
+  })
+})
+
+describe('deploy', () => {
+  const system = join(EXAMPLES, 'deploy', 'system.nix')
+
+  it('activates, sets the profile, then releases: the system stays rooted by the profile alone', async () => {
+    const profile = join(nix.root, `profile-${++counter}`, 'system')
+    mkdirSync(join(profile, '..'))
+    const child = spawn('bash', [join(EXAMPLES, 'deploy', 'deploy.sh'), profile, system, '--argstr', 'name', `deploy-${counter}`], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+    const next = lines(child)
+    const path = (await next()).replace(/^held /, '')
+    child.stdin!.write('\n')
+    expect(await next()).toBe(`activating ${path}`)
+    expect(await next()).toBe(`profile ${profile} -> ${path}`)
+    expect(await next()).toBe('released')
+    expect((await once(child, 'exit'))[0]).toBe(0)
+    await nix.gc()
+    expect(await nix.isValid(path)).toBe(true)
+    expect(readlinkSync(profile)).toMatch(/system-1-link$/)
+  })
+
+  it('leaves nothing behind when killed while holding: no temp file, and the system is collectable', async () => {
+    const scratch = mkdtempSync(join(nix.root, 'tmpdir-'))
+    const child = spawn('bash', [join(EXAMPLES, 'deploy', 'deploy.sh'), join(nix.root, 'never', 'system'), system, '--argstr', 'name', `killed-${++counter}`], {
+      env: { ...env, TMPDIR: scratch },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    const path = (await lines(child)()).replace(/^held /, '')
+    child.kill('SIGKILL')
+    await once(child, 'exit')
+    // nix-hold notices its caller's EOF and drops the roots; wait for that, bounded
+    const deadline = Date.now() + 5000
+    do await nix.gc()
+    while ((await nix.isValid(path)) && Date.now() < deadline)
+    expect(await nix.isValid(path)).toBe(false)
+    expect(readdirSync(scratch)).toEqual([])
+  })
+})
