@@ -154,9 +154,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     return code
   }
 
-  // A signal stops a build in progress, or ends a hold the way a release does.
+  // A signal stops a build in progress, or ends a hold the way a release does. The handlers stay
+  // installed: execa's exit hook re-raises a signal that no other listener handles.
   const stopped = new AbortController()
-  for (const sig of HOLD_SIGNALS) process.once(sig, () => stopped.abort(sig))
+  for (const sig of HOLD_SIGNALS) process.on(sig, () => stopped.abort(sig))
   const hangup = new AbortController()
   void channel.hangup.then(() => hangup.abort('hangup'))
 

@@ -2,7 +2,8 @@
 // config and daemon socket under one temporary directory, never the machine's /nix.
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { once } from 'node:events'
+import { accessSync, constants, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -31,6 +32,12 @@ export interface NixInstance {
   isValid(path: string): Promise<boolean>
   /** The pids that have temp roots now (files in temproots/). */
   tempRootPids(): number[]
+  /** The pids of the processes whose temp roots name `path` (the daemon workers holding it). */
+  holdersOf(path: string): number[]
+  /** Kills the daemon and every worker it forked, as a restart of the service would. */
+  stopDaemon(): Promise<void>
+  /** Starts the daemon again and waits for its socket. */
+  startDaemon(): Promise<void>
   /** Kills the daemon (its whole process group) and removes the directory. */
   stop(): Promise<void>
 }
@@ -80,12 +87,46 @@ export async function startNix(): Promise<NixInstance> {
   writeFileSync(join(root, 'etc', 'nix.conf'), NIX_CONF)
   const env = nixEnv(root)
   const socketPath = join(root, 'var', 'daemon-socket', 'socket')
-  let daemon: ChildProcess = startDaemon(env)
-  for (let waited = 0; !existsSync(socketPath); waited += 20) {
-    if (waited > 20_000) throw new Error(`nix-daemon did not create ${socketPath}`)
-    if (daemon.exitCode !== null) throw new Error(`nix-daemon exited with ${daemon.exitCode}`)
-    await sleep(20) // polling for the socket file, the documented way to wait for the daemon
+  let daemon: ChildProcess | undefined
+
+  async function startDaemon(): Promise<void> {
+    rmSync(socketPath, { force: true })
+    const child = spawn('nix-daemon', [], { env: { ...env, NIX_REMOTE: 'local' }, detached: true, stdio: 'ignore' })
+    daemon = child
+    for (let waited = 0; !existsSync(socketPath); waited += 20) {
+      if (waited > 20_000) throw new Error(`nix-daemon did not create ${socketPath}`)
+      if (child.exitCode !== null) throw new Error(`nix-daemon exited with ${child.exitCode}`)
+      await sleep(20) // polling for the socket file, the documented way to wait for the daemon
+    }
   }
+
+  async function stopDaemon(): Promise<void> {
+    const child = daemon
+    if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    // its workers start sessions of their own: find them as the daemon's children
+    const workers = readdirSync('/proc')
+      .filter((name) => /^\d+$/.test(name))
+      .filter((pid) => {
+        try {
+          return Number(/^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1]) === child.pid
+        } catch {
+          return false
+        }
+      })
+    for (const pid of [child.pid, ...workers.map(Number)]) {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // already gone
+      }
+    }
+    await exited
+  }
+
+  await startDaemon()
+  const tempRootsDir = join(env.NIX_STATE_DIR!, 'temproots')
+  const tempRootPids = (): number[] => (existsSync(tempRootsDir) ? readdirSync(tempRootsDir).map(Number) : [])
   const run = (cmd: string, args: string[]) => execa(cmd, args, { env, extendEnv: false, stdin: 'ignore' })
   return {
     root,
@@ -104,25 +145,24 @@ export async function startNix(): Promise<NixInstance> {
       const r = await execa('nix-store', ['--check-validity', path], { env, extendEnv: false, reject: false, stdin: 'ignore', stderr: 'ignore' })
       return r.exitCode === 0
     },
-    tempRootPids() {
-      const dir = join(env.NIX_STATE_DIR!, 'temproots')
-      return existsSync(dir) ? readdirSync(dir).map(Number) : []
-    },
-    async stop() {
-      if (daemon.pid) {
+    tempRootPids,
+    holdersOf(path) {
+      return tempRootPids().filter((pid) => {
         try {
-          process.kill(-daemon.pid, 'SIGKILL')
+          // a temp-roots file is the paths, each followed by a NUL byte
+          return readFileSync(join(tempRootsDir, String(pid)), 'utf8').split('\0').includes(path)
         } catch {
-          // already gone
+          return false // removed as we looked
         }
-      }
+      })
+    },
+    stopDaemon,
+    startDaemon,
+    async stop() {
+      await stopDaemon()
       // store paths are read-only: make them writable so the directory can go
       execFileSync('chmod', ['-R', 'u+w', root])
       rmSync(root, { recursive: true, force: true })
     },
-  }
-
-  function startDaemon(env: NodeJS.ProcessEnv): ChildProcess {
-    return spawn('nix-daemon', [], { env: { ...env, NIX_REMOTE: 'local' }, detached: true, stdio: 'ignore' })
   }
 }

@@ -1,0 +1,177 @@
+// What happens to a hold when processes die, the daemon goes away, or signals arrive.
+
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { execa } from 'execa'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { FIXTURES, startNix, type NixInstance } from './helpers/nix.js'
+import { CLI, startWrapper } from './helpers/wrapper.js'
+
+let nix: NixInstance
+beforeAll(async () => {
+  nix = await startNix()
+})
+afterAll(async () => {
+  await nix?.stop()
+})
+
+let counter = 0
+const unique = (label: string) => `${label}-${process.pid}-${++counter}`
+const demo = (n: string) => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
+
+/** Whether `pid` has exited (a zombie waiting for its parent counts as exited). */
+const exited = (pid: number): boolean => {
+  try {
+    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
+  } catch {
+    return true
+  }
+}
+
+/** Polls `condition` every 10 ms until it holds or `ms` pass; returns whether it held. */
+async function eventually(condition: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    if (await condition()) return true
+    if (Date.now() > deadline) return false
+    await sleep(10)
+  }
+}
+
+/** Processes with a command-line argument that `match` accepts. */
+const processesWith = (match: (arg: string) => boolean): number[] =>
+  readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some(match)
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
+
+describe('faults', () => {
+  it('releases and exits within a second when its caller is SIGKILLed', async () => {
+    const caller = spawn('python3', [join(__dirname, 'helpers', 'caller.py'), process.execPath, CLI, '--', ...demo(unique('caller'))], { env: nix.env, stdio: ['ignore', 'pipe', 'inherit'] })
+    const lines = createInterface({ input: caller.stdout! })[Symbol.asyncIterator]()
+    const pid = Number((await lines.next()).value)
+    const path = (JSON.parse((await lines.next()).value as string) as { built: string[] }).built[0]!
+    await nix.gc()
+    expect(await nix.isValid(path)).toBe(true)
+
+    caller.kill('SIGKILL')
+    const killedAt = Date.now()
+    expect(await eventually(() => exited(pid), 5000)).toBe(true)
+    expect(Date.now() - killedAt).toBeLessThan(1000)
+    await nix.gc()
+    expect(await nix.isValid(path)).toBe(false)
+  })
+
+  it('leaves no root when the wrapper itself is SIGKILLed', async () => {
+    const w = startWrapper(['--', ...demo(unique('killed'))], nix.env)
+    const { built } = (await w.next()) as { built: string[] }
+    const holders = nix.holdersOf(built[0]!)
+    expect(holders).toHaveLength(1)
+    w.child.kill('SIGKILL')
+    await w.exit
+    // the daemon's worker notices the closed connection and exits, and its temp roots go with it
+    expect(await eventually(() => nix.holdersOf(built[0]!).length === 0, 5000)).toBe(true)
+    await nix.gc()
+    expect(await nix.isValid(built[0]!)).toBe(false)
+    expect(existsSync(join(nix.stateDir, 'temproots', String(holders[0])))).toBe(false)
+  })
+
+  it('registers every path again when the daemon worker holding them dies', async () => {
+    const [a, b] = [await nix.buildDemo(unique('worker')), await nix.buildDemo(unique('worker'))]
+    const w = startWrapper(['--keep', a, b], nix.env)
+    await w.next()
+    const [worker] = nix.holdersOf(a)
+    process.kill(worker!, 'SIGKILL')
+    // a new worker (another pid) holds both again once nix-hold has reconnected
+    expect(await eventually(() => nix.holdersOf(a).some((p) => p !== worker) && nix.holdersOf(b).some((p) => p !== worker), 10_000)).toBe(true)
+    await nix.gc()
+    expect([await nix.isValid(a), await nix.isValid(b)]).toEqual([true, true])
+    expect(w.stderr()).toMatch(/reconnected; 2 paths held again/)
+    w.send({ release: true })
+    expect(await w.next()).toEqual({ released: true }) // no "lost" before it: nothing was lost
+  })
+
+  it('says {"lost"} for a path that a collection took while the daemon was down, and holds the rest again', async () => {
+    const [a, b] = [await nix.buildDemo(unique('restart')), await nix.buildDemo(unique('restart'))]
+    const w = startWrapper(['--keep', a, b], nix.env)
+    await w.next()
+    await nix.stopDaemon()
+    // with the daemon down nothing holds a: delete it straight from the store database
+    await execa('nix-store', ['--delete', a], { env: { ...nix.env, NIX_REMOTE: 'local' }, extendEnv: false, stdin: 'ignore' })
+    await nix.startDaemon()
+    expect(await w.next()).toEqual({ lost: [a] })
+    await nix.gc()
+    expect(await nix.isValid(b)).toBe(true)
+    w.send({ release: true })
+    expect(await w.next()).toEqual({ released: true })
+    expect((await w.exit).code).toBe(0)
+  })
+
+  it('reports a build command killed by a signal as a build error with 128+N, holding nothing', async () => {
+    const bin = join(nix.root, unique('sigbin'))
+    mkdirSync(bin)
+    writeFileSync(join(bin, 'nix'), '#!/bin/sh\nkill -KILL $$\n')
+    chmodSync(join(bin, 'nix'), 0o755)
+    const w = startWrapper(['--', ...demo(unique('sig'))], { ...nix.env, PATH: `${bin}:${nix.env.PATH}` })
+    expect(await w.next()).toEqual({ error: { kind: 'build', message: 'nix build was killed by SIGKILL', exitCode: 137 } })
+    expect((await w.exit).code).toBe(137)
+  })
+
+  it('reports a build command that is not on PATH as a build error', async () => {
+    const w = startWrapper(['--', 'nix-build', 'x.nix'], { ...nix.env, PATH: '/nonexistent' })
+    const event = (await w.next()) as { error: { kind: string; message: string; exitCode: number } }
+    expect(event.error).toMatchObject({ kind: 'build', message: expect.stringMatching(/cannot run nix-build.*ENOENT/), exitCode: 127 })
+    expect((await w.exit).code).toBe(127)
+  })
+})
+
+describe('signals', () => {
+  const slow = (marker: string) => [
+    'nix', 'build', '--impure', '--expr',
+    `derivation { name = "slow"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "/bin/sleep 60; echo ${marker}" ]; }`,
+  ]
+
+  it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('%s during the build stops it, leaves no process, and exits 128+N', async (signal) => {
+    const marker = unique(`marker-${signal}`)
+    const w = startWrapper(['--', ...slow(marker)], nix.env)
+    // the builder is running once a process has its script as an argument of its own
+    const script = `/bin/sleep 60; echo ${marker}`
+    expect(await eventually(() => processesWith((arg) => arg === script).length > 0, 20_000)).toBe(true)
+    w.child.kill(signal)
+    const event = (await w.next()) as { error: { kind: string; message: string; exitCode: number } }
+    const code = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 }[signal]
+    expect(event.error).toEqual({ kind: 'build', message: `stopped by ${signal} before the build finished`, exitCode: code })
+    expect((await w.exit).code).toBe(code)
+    // neither the builder, nor nix build, nor nix-hold is left
+    expect(await eventually(() => processesWith((arg) => arg.includes(marker)).length === 0, 10_000)).toBe(true)
+  })
+
+  it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('%s while holding releases, says so, and exits 0', async (signal) => {
+    const w = startWrapper(['--', ...demo(unique(signal))], nix.env)
+    const { built } = (await w.next()) as { built: string[] }
+    w.child.kill(signal)
+    expect(await w.next()).toEqual({ released: true })
+    expect((await w.exit).code).toBe(0)
+    await nix.gc()
+    expect(await nix.isValid(built[0]!)).toBe(false)
+  })
+
+  it('--max-hold releases on its own with {"expired":true}', async () => {
+    const w = startWrapper(['--max-hold', '0.5', '--', ...demo(unique('expire'))], nix.env)
+    const { built } = (await w.next()) as { built: string[] }
+    expect(await w.next()).toEqual({ expired: true })
+    expect((await w.exit).code).toBe(0)
+    await nix.gc()
+    expect(await nix.isValid(built[0]!)).toBe(false)
+  })
+})
