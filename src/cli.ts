@@ -196,20 +196,12 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 // Answers requests until a release, EOF, a signal or --max-hold ends the hold.
 async function serve(channel: Channel, hold: Hold, stopped: AbortSignal, maxHoldMs: number | undefined): Promise<number> {
-  const ended = new Promise<'signal' | 'expired'>((resolve) => {
-    stopped.addEventListener('abort', () => resolve('signal'), { once: true })
-    if (maxHoldMs !== undefined) setTimeout(() => resolve('expired'), maxHoldMs).unref()
-  })
+  const end = AbortSignal.any(maxHoldMs === undefined ? [stopped] : [stopped, AbortSignal.timeout(maxHoldMs)])
   for (;;) {
-    const next = await Promise.race([channel.next(), ended])
-    if (next === 'signal') {
+    const next = await channel.next(end)
+    if (end.aborted) {
       await hold.release()
-      channel.send({ released: true })
-      return 0
-    }
-    if (next === 'expired') {
-      await hold.release()
-      channel.send({ expired: true })
+      channel.send(stopped.aborted ? { released: true } : { expired: true })
       return 0
     }
     if (next === undefined) return 0 // EOF or hang-up: the caller is gone or done

@@ -14,8 +14,10 @@ export type ChannelSpec =
 
 /** A request line longer than this is refused (and skipped up to its newline) instead of buffered. */
 export const MAX_LINE = 1024 * 1024
-/** Replies a caller has not read past this many bytes are dropped rather than kept in memory. */
-export const MAX_BACKLOG = 1024 * 1024
+/** Reading pauses while this many incoming lines wait to be taken, so a flood cannot fill memory. */
+export const MAX_QUEUED = 1024
+/** Replies beyond this many waiting for a caller that does not read are dropped, not kept in memory. */
+export const MAX_UNREAD_EVENTS = 1024
 
 const NULL_LINE = Symbol('the line null')
 
@@ -117,28 +119,45 @@ export class Channel {
     return this.#hangup
   }
 
-  /** The next request or invalid line; undefined once the caller's end is closed and every line before it was taken. */
-  async next(): Promise<Incoming | undefined> {
+  /**
+   * The next request or invalid line; undefined once the caller's end is closed and every line
+   * before it was taken, or as soon as `signal` aborts.
+   */
+  async next(signal?: AbortSignal): Promise<Incoming | undefined> {
     while (this.#head === this.#queue.length) {
-      if (this.#ended) return undefined
-      await new Promise<void>((resolve) => (this.#waiter = resolve))
+      if (this.#ended || signal?.aborted) return undefined
+      // the abort listener is removed after each wait: left on a long-lived signal, one per call
+      // would pile up for as long as the hold lasts
+      await new Promise<void>((resolve) => {
+        const onAbort = () => {
+          this.#waiter = undefined
+          resolve()
+        }
+        signal?.addEventListener('abort', onAbort, { once: true })
+        this.#waiter = () => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        }
+      })
     }
     const item = this.#queue[this.#head++]
     if (this.#head === this.#queue.length) {
       this.#queue = []
       this.#head = 0
+      if (this.#input.isPaused()) this.#input.resume()
     }
     return item
   }
 
   /**
-   * Writes one event line. Never blocks: when the caller has left MAX_BACKLOG bytes unread the
-   * event is dropped, so a caller that never reads cannot make the wrapper grow without bound.
+   * Writes one event line. Never blocks: once MAX_UNREAD_EVENTS wait behind a full fd the event is
+   * dropped, so a caller that never reads cannot make the wrapper grow without bound.
    */
   send(event: Event): void {
     checkEvent(event)
     if (this.#output.destroyed || this.#output.writableEnded) return
-    if (this.#output.writableLength > MAX_BACKLOG) {
+    // the fd takes what the kernel buffers; then the pipe holds events back in the encoder
+    if (this.#encoder.writableLength + this.#encoder.readableLength >= MAX_UNREAD_EVENTS) {
       if (this.#dropped++ === 0) process.stderr.write('nix-hold: the caller is not reading its channel; dropping replies\n')
       return
     }
@@ -164,6 +183,7 @@ export class Channel {
 
   #push(item: Incoming): void {
     this.#queue.push(item)
+    if (this.#queue.length - this.#head >= MAX_QUEUED) this.#input.pause()
     this.#wake()
   }
 
