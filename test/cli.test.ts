@@ -2,20 +2,12 @@
 
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FIXTURES, startNix, type NixInstance } from './helpers/nix.js'
+import { describe, expect, it } from 'vitest'
+import { FIXTURES, unique, useNix } from './helpers/nix.js'
 import { startWrapper, type Mode } from './helpers/wrapper.js'
 
-let nix: NixInstance
-beforeAll(async () => {
-  nix = await startNix()
-})
-afterAll(async () => {
-  await nix?.stop()
-})
+const nix = useNix()
 
-let counter = 0
-const unique = (label: string): string => `${label}-${process.pid}-${++counter}`
 const demo = (n: string): string[] => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
 
 describe.each<Mode>(['fd', 'pipes', 'stdio'])('channel on %s', (mode) => {

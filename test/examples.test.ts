@@ -8,17 +8,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { build } from 'esbuild'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FIXTURES, startNix, type NixInstance } from './helpers/nix.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { FIXTURES, unique, useNix } from './helpers/nix.js'
 import { CLI } from './helpers/wrapper.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
 const EXAMPLES = join(ROOT, 'examples')
 
-let nix: NixInstance
+const nix = useNix()
 let env: NodeJS.ProcessEnv
-beforeAll(async () => {
-  nix = await startNix()
+beforeAll(() => {
   // nix-hold on PATH, as an installed package would put it
   const bin = join(nix.root, 'bin')
   mkdirSync(bin)
@@ -26,13 +25,8 @@ beforeAll(async () => {
   chmodSync(join(bin, 'nix-hold'), 0o755)
   env = { ...nix.env, PATH: `${bin}:${nix.env.PATH}` }
 })
-afterAll(async () => {
-  await nix?.stop()
-})
-
-let counter = 0
 const demo = (tool: 'nix' | 'nix-build') => {
-  const n = `example-${process.pid}-${++counter}`
+  const n = unique('example')
   return tool === 'nix' ? ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n] : ['nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
 }
 
@@ -98,9 +92,9 @@ describe('deploy', () => {
   const system = join(EXAMPLES, 'deploy', 'system.nix')
 
   it('activates, sets the profile, then releases: the system stays rooted by the profile alone', async () => {
-    const profile = join(nix.root, `profile-${++counter}`, 'system')
+    const profile = join(nix.root, unique('profile'), 'system')
     mkdirSync(join(profile, '..'))
-    const child = spawn('bash', [join(EXAMPLES, 'deploy', 'deploy.sh'), profile, system, '--argstr', 'name', `deploy-${counter}`], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+    const child = spawn('bash', [join(EXAMPLES, 'deploy', 'deploy.sh'), profile, system, '--argstr', 'name', unique('deploy')], { env, stdio: ['pipe', 'pipe', 'pipe'] })
     const next = lines(child)
     const path = (await next()).replace(/^held /, '')
     child.stdin!.write('\n')
@@ -115,7 +109,7 @@ describe('deploy', () => {
 
   it('leaves nothing behind when killed while holding: no temp file, and the system is collectable', async () => {
     const scratch = mkdtempSync(join(nix.root, 'tmpdir-'))
-    const child = spawn('bash', [join(EXAMPLES, 'deploy', 'deploy.sh'), join(nix.root, 'never', 'system'), system, '--argstr', 'name', `killed-${++counter}`], {
+    const child = spawn('bash', [join(EXAMPLES, 'deploy', 'deploy.sh'), join(nix.root, 'never', 'system'), system, '--argstr', 'name', unique('killed')], {
       env: { ...env, TMPDIR: scratch },
       stdio: ['pipe', 'pipe', 'pipe'],
     })

@@ -1,26 +1,17 @@
 // What happens to a hold when processes die, the daemon goes away, or signals arrive.
 
 import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { FIXTURES, startNix, type NixInstance } from './helpers/nix.js'
+import { describe, expect, it } from 'vitest'
+import { FIXTURES, unique, useNix } from './helpers/nix.js'
 import { CLI, startWrapper } from './helpers/wrapper.js'
 
-let nix: NixInstance
-beforeAll(async () => {
-  nix = await startNix()
-})
-afterAll(async () => {
-  await nix?.stop()
-})
+const nix = useNix()
 
-let counter = 0
-const unique = (label: string) => `${label}-${process.pid}-${++counter}`
 const demo = (n: string) => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
 
 /** Whether `pid` has exited (a zombie waiting for its parent counts as exited). */

@@ -1,20 +1,13 @@
 // The library API, in-process, against a real daemon.
 
 import { join } from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
 import { buildAndHold, holdPaths, HoldError } from '../src/index.js'
-import { FIXTURES, startNix, type NixInstance } from './helpers/nix.js'
+import { FIXTURES, unique, useNix } from './helpers/nix.js'
 
-let nix: NixInstance
-beforeAll(async () => {
-  nix = await startNix()
-})
-afterAll(async () => {
-  await nix?.stop()
-})
+const nix = useNix()
 
-let counter = 0
-const demo = () => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', `lib-${process.pid}-${++counter}`]
+const demo = () => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', unique('lib')]
 
 it('holds a build for the scope of `await using`, and releases when the scope ends', async () => {
   let path: string

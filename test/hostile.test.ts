@@ -5,22 +5,14 @@ import { once } from 'node:events'
 import { mkdtempSync, readdirSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Socket } from 'node:net'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { cat, hex, str, word } from './helpers/bytes.js'
 import { fakeDaemon, type ScriptedPeer } from './helpers/fake-daemon.js'
-import { FIXTURES, startNix, type NixInstance } from './helpers/nix.js'
+import { FIXTURES, unique, useNix } from './helpers/nix.js'
 import { CLI, startWrapper } from './helpers/wrapper.js'
 
-let nix: NixInstance
-beforeAll(async () => {
-  nix = await startNix()
-})
-afterAll(async () => {
-  await nix?.stop()
-})
+const nix = useNix()
 
-let counter = 0
-const unique = (label: string) => `${label}-${process.pid}-${++counter}`
 const demo = (n: string) => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
 
 /** Every entry below `dir`, recursively, as relative paths. */

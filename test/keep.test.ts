@@ -2,24 +2,17 @@
 
 import { symlinkSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { startNix, type NixInstance } from './helpers/nix.js'
+import { expect, it } from 'vitest'
+import { unique, useNix } from './helpers/nix.js'
 import { startWrapper } from './helpers/wrapper.js'
 
-let nix: NixInstance
-beforeAll(async () => {
-  nix = await startNix()
-})
-afterAll(async () => {
-  await nix?.stop()
-})
+const nix = useNix()
 
-let counter = 0
-const fresh = () => nix.buildDemo(`keep-${process.pid}-${++counter}`)
+const fresh = () => nix.buildDemo(unique('keep'))
 
 it('holds existing paths given with --keep, resolving a result link into the store', async () => {
   const [a, b] = [await fresh(), await fresh()]
-  const link = join(nix.root, `result-${counter}`)
+  const link = join(nix.root, unique('result'))
   symlinkSync(b, link)
   const w = startWrapper(['--keep', a, link], nix.env)
   expect(await w.next()).toEqual({ kept: [a, b] })
@@ -70,7 +63,7 @@ it('adds paths to a hold with {"keep"} and refuses a request with an invalid pat
 it('adds paths with {"keep"} to a hold made by a build', async () => {
   const extra = await fresh()
   const { FIXTURES } = await import('./helpers/nix.js')
-  const w = startWrapper(['--', 'nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', `keep-build-${process.pid}`], nix.env)
+  const w = startWrapper(['--', 'nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', unique('keep-build')], nix.env)
   const { built } = (await w.next()) as { built: string[] }
   w.send({ keep: [extra] })
   expect(await w.next()).toEqual({ kept: [extra] })

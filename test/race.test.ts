@@ -2,17 +2,11 @@
 
 import { join } from 'node:path'
 import { execa } from 'execa'
-import { afterAll, beforeAll, expect, it } from 'vitest'
-import { FIXTURES, startNix, type NixInstance } from './helpers/nix.js'
+import { expect, it } from 'vitest'
+import { FIXTURES, unique, useNix } from './helpers/nix.js'
 import { startWrapper } from './helpers/wrapper.js'
 
-let nix: NixInstance
-beforeAll(async () => {
-  nix = await startNix()
-})
-afterAll(async () => {
-  await nix?.stop()
-})
+const nix = useNix()
 
 it('loses no path while a GC loop runs during many concurrent builds', async () => {
   const WRAPPERS = 12
@@ -26,7 +20,7 @@ it('loses no path while a GC loop runs during many concurrent builds', async () 
   })()
 
   const wrappers = Array.from({ length: WRAPPERS }, (_, i) =>
-    startWrapper(['--', 'nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', `race-${process.pid}-${i}`], nix.env),
+    startWrapper(['--', 'nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', unique(`race-${i}`)], nix.env),
   )
   const built = await Promise.all(wrappers.map(async (w) => ((await w.next()) as { built: string[] }).built[0]!))
   // every path reported was valid and rooted when reported: collections since then took none

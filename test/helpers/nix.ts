@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
+import { afterAll, beforeAll } from 'vitest'
 
 export const FIXTURES = new URL('../fixtures/', import.meta.url).pathname
 
@@ -166,3 +167,27 @@ export async function startNix(): Promise<NixInstance> {
     },
   }
 }
+
+/**
+ * One isolated instance for the calling test file: started before its first test, stopped after
+ * its last. The returned object forwards to the running instance.
+ */
+export function useNix(): NixInstance {
+  let current: NixInstance | undefined
+  beforeAll(async () => {
+    current = await startNix()
+  })
+  afterAll(async () => {
+    await current?.stop()
+  })
+  return new Proxy({} as NixInstance, {
+    get(_, key) {
+      if (!current) throw new Error('the Nix instance is used before beforeAll started it')
+      return current[key as keyof NixInstance]
+    },
+  })
+}
+
+let counter = 0
+/** A name no other test in this run uses, for a derivation argument or a file. */
+export const unique = (label: string): string => `${label}-${process.pid}-${++counter}`

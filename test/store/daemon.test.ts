@@ -1,16 +1,10 @@
 // The worker-protocol client against the real Nix daemon, at every protocol minor it must speak.
 
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { DaemonConnection } from '../../src/store/daemon.js'
-import { startNix, type NixInstance } from '../helpers/nix.js'
+import { unique, useNix } from '../helpers/nix.js'
 
-let nix: NixInstance
-beforeAll(async () => {
-  nix = await startNix()
-})
-afterAll(async () => {
-  await nix?.stop()
-})
+const nix = useNix()
 
 const socket = () => ({ type: 'socket' as const, path: nix.socketPath })
 
@@ -18,7 +12,7 @@ describe.each([21, 25, 26, 27, 33, 34, 38])('announcing protocol 1.%i', (minor) 
   it('adds a temp root that keeps a path through GC until the connection closes', async () => {
     const conn = await DaemonConnection.open(socket(), { maxMinor: minor })
     expect(conn.minor).toBe(Math.min(minor, 34)) // the local daemon is Nix 2.8: 1.34
-    const path = await nix.buildDemo(`minor-${minor}-${process.pid}`)
+    const path = await nix.buildDemo(unique(`minor-${minor}`))
     await conn.addTempRoot(path)
     expect(await conn.isValidPath(path)).toBe(true)
     const missing = path.replace(/-demo-/, '-nothere-')
