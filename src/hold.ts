@@ -69,10 +69,12 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
   const [{ prepareBuild }, { runBuild }] = await Promise.all([import('./build/command.js'), import('./build/run.js')])
   const prepared = prepareBuild(command, options.store)
   const ctx = contextFor(options, prepared.store)
-  const conn = await connect(ctx)
+  let conn = await connect(ctx)
   try {
     for (let attempt = 1; ; attempt++) {
       const built = await runBuild(prepared, { env: ctx.env, signal: options.signal })
+      // a connection lost while the build ran (a daemon restart) held nothing yet: replace it
+      if (!conn.isOpen) conn = await connect(ctx)
       await conn.addTempRoots(built.paths)
       const valid = await conn.queryValidPaths(built.paths)
       const gone = built.paths.filter((p) => !valid.has(p))

@@ -108,6 +108,30 @@ describe('faults', () => {
     expect((await w.exit).code).toBe(0)
   })
 
+  it('replaces a daemon connection that was lost while the build ran, and holds the outputs on the new one', async () => {
+    // a `nix` shim runs the real build, then kills every daemon worker: nix-hold's among them
+    const bin = join(nix.root, unique('killworkers'))
+    mkdirSync(bin)
+    writeFileSync(
+      join(bin, 'nix'),
+      `#!/bin/sh
+PATH="$REAL_PATH" nix "$@" || exit $?
+for f in /proc/[0-9]*/stat; do
+  read -r pid comm state ppid rest < "$f" 2>/dev/null || continue
+  [ "$ppid" = "${nix.daemonPid()}" ] && kill -9 "$pid"
+done
+exit 0
+`,
+    )
+    chmodSync(join(bin, 'nix'), 0o755)
+    const w = startWrapper(['--', ...demo(unique('lostduringbuild'))], { ...nix.env, PATH: `${bin}:${nix.env.PATH}`, REAL_PATH: nix.env.PATH })
+    const { built } = (await w.next()) as { built: string[] }
+    await nix.gc()
+    expect(await nix.isValid(built[0]!)).toBe(true)
+    w.send({ release: true })
+    expect((await w.exit).code).toBe(0)
+  })
+
   it('reports a build command killed by a signal as a build error with 128+N, holding nothing', async () => {
     const bin = join(nix.root, unique('sigbin'))
     mkdirSync(bin)

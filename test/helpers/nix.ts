@@ -39,6 +39,8 @@ export interface NixInstance {
   stopDaemon(): Promise<void>
   /** Starts the daemon again and waits for its socket. */
   startDaemon(): Promise<void>
+  /** The running daemon's pid (its workers are its children). */
+  daemonPid(): number
   /** Kills the daemon (its whole process group) and removes the directory. */
   stop(): Promise<void>
 }
@@ -159,6 +161,7 @@ export async function startNix(): Promise<NixInstance> {
     },
     stopDaemon,
     startDaemon,
+    daemonPid: () => daemon!.pid!,
     async stop() {
       await stopDaemon()
       // store paths are read-only: make them writable so the directory can go
