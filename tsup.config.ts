@@ -1,17 +1,51 @@
-import { defineConfig } from 'tsup'
+import { writeFile } from 'node:fs/promises'
+import { defineConfig, type Options } from 'tsup'
 
-// One bundle per entry, dependencies included, so start-up reads a few files rather than
-// hundreds; the build-only modules (and execa with them) land in a chunk loaded on demand.
-export default defineConfig({
-  entry: { cli: 'src/cli.ts', index: 'src/index.ts' },
-  format: ['esm'],
+const common: Options = {
   platform: 'node',
   target: 'node20',
   bundle: true,
-  splitting: true,
   noExternal: [/.*/],
-  dts: { entry: { index: 'src/index.ts' } },
-  clean: true,
   shims: false,
-  banner: { js: "import { createRequire as __nixHoldRequire } from 'node:module'; const require = __nixHoldRequire(import.meta.url);" },
-})
+  // readable-stream (under ndjson's through2 and split2) is a copy of Node's own streams for old
+  // Node versions: on Node 20 the built-in module does the same job without loading a second copy
+  esbuildOptions(options) {
+    options.alias = { 'readable-stream': 'node:stream' }
+  },
+}
+
+export default defineConfig([
+  {
+    // The CLI is CommonJS: an ES module entry makes Node load its ESM loader and a facade for
+    // every built-in module imported, about 3 MiB of resident memory for the whole hold. The
+    // build runner (execa and all) is a file of its own, required only when there is a build.
+    ...common,
+    entry: { cli: 'src/cli.ts', build: 'src/build/index.ts' },
+    format: ['cjs'],
+    outExtension: () => ({ js: '.js' }),
+    esbuildPlugins: [
+      {
+        name: 'build-runner-on-demand',
+        setup(build) {
+          build.onResolve({ filter: /^\.\/build\/index\.js$/ }, () => ({ path: './build.js', external: true }))
+        },
+      },
+    ],
+    // dist/ holds CommonJS .js files (the package itself is "type": "module")
+    async onSuccess() {
+      await writeFile('dist/package.json', '{ "type": "commonjs" }\n')
+    },
+  },
+  {
+    // The library is ESM, for `import { buildAndHold } from 'nix-hold'`.
+    ...common,
+    entry: { index: 'src/index.ts' },
+    format: ['esm'],
+    outExtension: () => ({ js: '.mjs' }),
+    // its declarations come out as index.d.ts; the build script renames them to match (.d.mts)
+    splitting: true,
+    // bundled CommonJS dependencies (cross-spawn under execa) call require()
+    banner: { js: "import { createRequire as __nixHoldRequire } from 'node:module'; const require = __nixHoldRequire(import.meta.url);" },
+    dts: { entry: { index: 'src/index.ts' } },
+  },
+])

@@ -225,4 +225,4 @@ async function serve(channel: Channel, hold: Hold, stopped: AbortSignal, maxHold
   }
 }
 
-process.exit(await main(process.argv.slice(2)))
+void main(process.argv.slice(2)).then((code) => process.exit(code))

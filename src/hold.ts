@@ -66,7 +66,7 @@ const connect = (ctx: Context): Promise<DaemonConnection> =>
  */
 export async function buildAndHold(command: readonly string[], options: HoldOptions = {}): Promise<Hold> {
   // loaded here, so that holding existing paths never pays for loading execa
-  const [{ prepareBuild }, { runBuild }] = await Promise.all([import('./build/command.js'), import('./build/run.js')])
+  const { prepareBuild, runBuild } = await import('./build/index.js')
   const prepared = prepareBuild(command, options.store)
   const ctx = contextFor(options, prepared.store)
   let conn = await connect(ctx)
@@ -75,8 +75,8 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
       const built = await runBuild(prepared, { env: ctx.env, signal: options.signal })
       // a connection lost while the build ran (a daemon restart) held nothing yet: replace it
       if (!conn.isOpen) conn = await connect(ctx)
-      await conn.addTempRoots(built.paths)
-      const valid = await conn.queryValidPaths(built.paths)
+      // roots, then validity, in one write: the daemon answers in order
+      const [, valid] = await Promise.all([conn.addTempRoots(built.paths), conn.queryValidPaths(built.paths)])
       const gone = built.paths.filter((p) => !valid.has(p))
       if (gone.length === 0) return new ActiveHold(ctx, conn, built.paths, built.derivations)
       if (attempt === BUILD_ATTEMPTS) {
@@ -100,7 +100,7 @@ export async function holdPaths(paths: readonly string[], options: HoldOptions =
   const conn = await connect(ctx)
   const hold = new ActiveHold(ctx, conn, [], undefined)
   try {
-    await hold.keep(paths)
+    await hold.add(paths, 'fresh')
   } catch (err) {
     await hold.release()
     throw err
@@ -131,7 +131,16 @@ class ActiveHold implements Hold {
     return this.#paths
   }
 
-  async keep(args: readonly string[]): Promise<readonly string[]> {
+  keep(args: readonly string[]): Promise<readonly string[]> {
+    return this.add(args, 'held')
+  }
+
+  /**
+   * Roots `args` on this hold's connection. On a `fresh` hold a refusal ends the connection, so
+   * the paths are rooted and checked in one round trip; on a hold that already holds paths a
+   * refused request must root nothing, which takes a check before the roots as well.
+   */
+  async add(args: readonly string[], state: 'fresh' | 'held'): Promise<readonly string[]> {
     if (this.#released) throw new HoldError('usage', 'this hold was released')
     const resolved: string[] = []
     const problems: string[] = []
@@ -144,15 +153,19 @@ class ActiveHold implements Hold {
     const unique = [...new Set(resolved)]
     await this.#ready
     const conn = this.#conn
-    // Check first so that a refused request roots nothing, then root, then check again: a
-    // collection between the two checks can take a path, and only after the root is it safe.
-    const before = await conn.queryValidPaths(unique)
-    const invalid = unique.filter((p) => !before.has(p))
-    if (invalid.length > 0) throw new HoldError('usage', `not valid in the store: ${invalid.join(', ')}`)
-    await conn.addTempRoots(unique)
-    const after = await conn.queryValidPaths(unique)
+    if (state === 'held') {
+      const before = await conn.queryValidPaths(unique)
+      const invalid = unique.filter((p) => !before.has(p))
+      if (invalid.length > 0) throw new HoldError('usage', `not valid in the store: ${invalid.join(', ')}`)
+    }
+    // Validity counts only once the root is in: a collection before it may take any path. The
+    // daemon answers in order, so both requests go out in one write.
+    const [, after] = await Promise.all([conn.addTempRoots(unique), conn.queryValidPaths(unique)])
     const gone = unique.filter((p) => !after.has(p))
-    if (gone.length > 0) throw new HoldError('store', `garbage collection took ${gone.join(', ')} before it could be held`)
+    if (gone.length > 0) {
+      if (state === 'fresh') throw new HoldError('usage', `not valid in the store: ${gone.join(', ')}`)
+      throw new HoldError('store', `garbage collection took ${gone.join(', ')} before it could be held`)
+    }
     const held = new Set(this.#paths)
     for (const p of unique) if (!held.has(p)) this.#paths.push(p)
     return resolved

@@ -82,7 +82,7 @@ describe('examples', () => {
 
   it('node: the library with await using', async () => {
     // Node 20 cannot parse `await using`: compile the example as a user would, with esbuild
-    const outfile = join(ROOT, 'dist', 'examples', 'hold.mjs')
+    const outfile = join(EXAMPLES, 'node', 'hold.mjs') // beside it, so that 'nix-hold' resolves to this package
     await build({ entryPoints: [join(EXAMPLES, 'node', 'hold.ts')], outfile, format: 'esm', platform: 'node', target: 'node20', logLevel: 'error' })
     await holdsThenReleases(process.execPath, [outfile, ...demo('nix')])
   })

@@ -105,7 +105,9 @@ describe('a daemon that misbehaves', () => {
       peer.send(cat(MAGIC_2, word(0x122)))
       await peer.expect(cat(word(0), word(0)))
       peer.send(cat(str('2.8.0'), hex('73746c6100000000')))
-      await peer.expect(cat(word(31), word(1), str(P), word(0))) // QueryValidPaths, substitute = false
+      // AddTempRoot, then QueryValidPaths (substitute = false) in the same write
+      await peer.expect(cat(word(11), str(P), word(31), word(1), str(P), word(0)))
+      peer.send(cat(hex('73746c6100000000'), word(1)))
       peer.send(cat(hex('7074786300000000'), str('Error'), word(0), str('Error'), str('disk on fire'), word(0), word(0)))
     })
     expect(event.error).toEqual({ kind: 'store', message: 'disk on fire' })

@@ -1,0 +1,222 @@
+// npm run bench: what nix-hold costs, side by side with what a user would do without it.
+// Starts its own isolated Nix instance; runs each comparison in alternating rounds; prints a table.
+
+import { once } from 'node:events'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { DaemonConnection } from '../src/store/daemon.js'
+import { startNix, type NixInstance } from '../test/helpers/nix-instance.js'
+import { alternate, firstLine, now, rssKiB, spawnWithChannel, summarize, timeCommand, type Summary } from './measure.js'
+
+const ROOT = new URL('../..', import.meta.url).pathname // dist/bench/ -> the repository
+const CLI = join(ROOT, 'dist', 'cli.js')
+const NODE = process.execPath
+const rounds = Number(process.env.BENCH_ROUNDS ?? 10)
+
+const ms = (s: Summary) => `${s.median.toFixed(1)} ms (${s.min.toFixed(1)}–${s.max.toFixed(1)})`
+const mib = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`
+const rows: string[][] = []
+const row = (figure: string, measured: string, compared: string, result: string, target: string, ok: boolean) => {
+  rows.push([figure, measured, compared, result, target, ok ? 'yes' : 'NO'])
+  process.stderr.write(`  ${figure}: ${result} (${ok ? 'meets' : 'misses'} ${target})\n`)
+}
+
+function derivationFile(nix: NixInstance, name: string, evalWork: number): string {
+  const file = join(nix.root, `${name}.nix`)
+  // evalWork list elements, each turned into JSON and measured: pure evaluation, no I/O
+  writeFileSync(
+    file,
+    `let work = builtins.foldl' (acc: i: acc + builtins.stringLength (builtins.toJSON { inherit i; s = toString (i * i); })) 0 (builtins.genList (x: x) ${evalWork});
+in derivation {
+  name = "${name}-\${toString (if work > 0 then 1 else 0)}";
+  system = builtins.currentSystem;
+  builder = "/bin/sh";
+  args = [ "-c" "echo ${name} > $out" ];
+}
+`,
+  )
+  return file
+}
+
+/** Spawn nix-hold, wait for its first event, release, wait for exit: the wall time a caller sees. */
+async function timeWrapped(args: readonly string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const start = now()
+  const { child, channel } = spawnWithChannel(NODE, [CLI, '--fd', '3', ...args], env)
+  const line = await firstLine(channel)
+  if (!line.startsWith('{"built"') && !line.startsWith('{"kept"')) throw new Error(`nix-hold said ${line}`)
+  channel.end('{"release":true}\n')
+  await once(child, 'exit')
+  return now() - start
+}
+
+async function buildOverhead(nix: NixInstance, env: NodeJS.ProcessEnv): Promise<{ trivial: number }> {
+  const trivial = derivationFile(nix, 'trivial', 1)
+  const bare = (file: string) => ['build', '--no-link', '--json', '-f', file]
+  await timeCommand('nix', bare(trivial), env) // build once: every timed run is a cached no-op
+
+  const t = await alternate(rounds, {
+    bare: () => timeCommand('nix', bare(trivial), env),
+    wrapped: () => timeWrapped(['--', 'nix', 'build', '-f', trivial], env),
+    node: () => timeCommand(NODE, ['-e', '0'], env),
+  })
+  const overhead = t.wrapped.median - t.bare.median
+  row('cached trivial build', ms(t.wrapped), `bare ${ms(t.bare)}; node -e 0 ${ms(t.node)}`, `+${overhead.toFixed(1)} ms`, `≤ node start-up + 40 = ${(t.node.median + 40).toFixed(0)} ms`, overhead <= t.node.median + 40)
+
+  // an expression that takes about half a second to evaluate: calibrate the work once
+  let work = 100_000
+  const probe = derivationFile(nix, 'heavy', work)
+  await timeCommand('nix', bare(probe), env)
+  const evalMs = await timeCommand('nix', bare(probe), env)
+  work = Math.max(1000, Math.round((work * 500) / Math.max(evalMs, 1)))
+  const heavy = derivationFile(nix, 'heavy', work)
+  await timeCommand('nix', bare(heavy), env)
+  const h = await alternate(Math.max(4, Math.ceil(rounds / 2)), {
+    bare: () => timeCommand('nix', bare(heavy), env),
+    wrapped: () => timeWrapped(['--', 'nix', 'build', '-f', heavy], env),
+  })
+  const heavyOverhead = h.wrapped.median - h.bare.median
+  row('cached evaluation-heavy build', ms(h.wrapped), `bare ${ms(h.bare)}`, `+${heavyOverhead.toFixed(1)} ms`, `≤ trivial overhead + 20 = ${(overhead + 20).toFixed(0)} ms`, heavyOverhead <= overhead + 20)
+  return { trivial: overhead }
+}
+
+async function closeLatency(env: NodeJS.ProcessEnv, path: string): Promise<void> {
+  const samples: number[] = []
+  for (let i = 0; i < Math.max(rounds, 20); i++) {
+    const { child, channel } = spawnWithChannel(NODE, [CLI, '--fd', '3', '--keep', path], env)
+    await firstLine(channel)
+    const exited = once(child, 'exit')
+    const start = now()
+    channel.destroy()
+    await exited
+    samples.push(now() - start)
+  }
+  const s = summarize(samples)
+  row('channel closed → exit', ms(s), '—', `${s.median.toFixed(1)} ms median`, '≤ 20 ms', s.median <= 20)
+}
+
+// resident memory once the process has settled: sampled a fixed time after it is ready
+async function settledRss(pid: number): Promise<number> {
+  await new Promise((r) => setTimeout(r, 300))
+  return rssKiB(pid)
+}
+
+async function memory(env: NodeJS.ProcessEnv, buildFile: string, path: string): Promise<void> {
+  const idle = async () => {
+    const { child, channel } = spawnWithChannel(NODE, ['-e', "require('fs').writeSync(3, 'ready\\n'); setInterval(() => {}, 1 << 30)"], env)
+    await firstLine(channel)
+    const kib = await settledRss(child.pid!)
+    child.kill()
+    await once(child, 'exit')
+    return kib
+  }
+  const holding = (args: string[]) => async () => {
+    const { child, channel } = spawnWithChannel(NODE, [CLI, '--fd', '3', ...args], env)
+    await firstLine(channel)
+    const kib = await settledRss(child.pid!)
+    channel.end('{"release":true}\n')
+    await once(child, 'exit')
+    return kib
+  }
+  const m = await alternate(5, {
+    idle,
+    build: holding(['--', 'nix', 'build', '-f', buildFile]),
+    keep: holding(['--keep', path]),
+  })
+  const b = m.build.median / m.idle.median
+  const k = m.keep.median / m.idle.median
+  row('RSS holding a build', mib(m.build.median), `idle node ${mib(m.idle.median)}`, `${b.toFixed(2)}×`, '≤ 1.3×', b <= 1.3)
+  row('RSS holding in --keep mode', mib(m.keep.median), `idle node ${mib(m.idle.median)}`, `${k.toFixed(2)}×`, '≤ 1.1×', k <= 1.1)
+}
+
+async function keepMany(nix: NixInstance, env: NodeJS.ProcessEnv): Promise<void> {
+  // 10,000 valid paths in one pipelined batch of text additions, held by this connection meanwhile
+  const conn = await DaemonConnection.open({ type: 'socket', path: nix.socketPath })
+  const made = now()
+  const paths = await Promise.all(Array.from({ length: 10_000 }, (_, i) => conn.addTextToStore(`bench-${i}`, `${i}`)))
+  process.stderr.write(`  (made 10,000 store paths in ${(now() - made).toFixed(0)} ms)\n`)
+
+  const t = await alternate(Math.max(4, Math.ceil(rounds / 2)), {
+    one: () => timeWrapped(['--keep', paths[0]!], env),
+    many: () => timeWrapped(['--keep', ...paths], env),
+  })
+  const perPath = ((t.many.median - t.one.median) / 9999) * 1000
+  row('--keep of 10,000 paths, spawn → kept → exit', ms(t.many), `1 path ${ms(t.one)}`, `${perPath.toFixed(1)} µs per extra path`, '≤ 10 µs', perPath <= 10)
+
+  // the same registration in-process: pipelined against one round trip at a time
+  const r = await alternate(3, {
+    pipelined: async () => {
+      const c = await DaemonConnection.open({ type: 'socket', path: nix.socketPath })
+      const start = now()
+      await c.queryValidPaths(paths)
+      await c.addTempRoots(paths)
+      await c.queryValidPaths(paths)
+      const took = now() - start
+      await c.close()
+      return took
+    },
+    sequential: async () => {
+      const c = await DaemonConnection.open({ type: 'socket', path: nix.socketPath })
+      const start = now()
+      for (const p of paths) await c.isValidPath(p)
+      for (const p of paths) await c.addTempRoot(p)
+      const took = now() - start
+      await c.close()
+      return took
+    },
+  })
+  const speedup = r.sequential.median / r.pipelined.median
+  row('registering 10,000 roots', ms(r.pipelined), `one round trip at a time ${ms(r.sequential)}`, `${speedup.toFixed(1)}× faster`, '≥ 5×', speedup >= 5)
+  await conn.close()
+}
+
+async function fiftyUnderGc(nix: NixInstance, env: NodeJS.ProcessEnv): Promise<void> {
+  const files = Array.from({ length: 50 }, (_, i) => derivationFile(nix, `fifty-${i}`, 1))
+  let collecting = true
+  let collections = 0
+  const gc = (async () => {
+    while (collecting) {
+      await execa('nix-store', ['--gc'], { env, extendEnv: false, stdin: 'ignore' })
+      collections++
+    }
+  })()
+  const wrappers = files.map((f) => spawnWithChannel(NODE, [CLI, '--fd', '3', '--', 'nix', 'build', '-f', f], env))
+  const built = await Promise.all(wrappers.map(async (w) => (JSON.parse(await firstLine(w.channel)) as { built: string[] }).built[0]!))
+  const total = wrappers.reduce((sum, w) => sum + rssKiB(w.child.pid!), 0)
+  const target = collections + 2
+  while (collections < target) await new Promise((r) => setTimeout(r, 10))
+  collecting = false
+  await gc
+  const valid = await execa('nix-store', ['--check-validity', ...built], { env, extendEnv: false, reject: false, stdin: 'ignore' })
+  for (const w of wrappers) w.channel.end('{"release":true}\n')
+  await Promise.all(wrappers.map((w) => once(w.child, 'exit')))
+  row('50 wrappers holding while GC runs', mib(total), `${collections} collections`, valid.exitCode === 0 ? '50 of 50 survived' : 'paths LOST', 'all survive; report RSS', valid.exitCode === 0)
+}
+
+async function main(): Promise<void> {
+  const nix = await startNix()
+  try {
+    const env = nix.env
+    process.stderr.write(`nix-hold benchmarks (Node ${process.version}, ${rounds} rounds; store on ${nix.root})\n`)
+    await buildOverhead(nix, env)
+    const held = await execa('nix-build', [derivationFile(nix, 'latency', 1), '--no-out-link'], { env, extendEnv: false, stdin: 'ignore' })
+    const path = held.stdout.trim()
+    // keep the path alive for the whole run with a hold of our own
+    const keeper = spawnWithChannel(NODE, [CLI, '--fd', '3', '--keep', path], env)
+    await firstLine(keeper.channel)
+    await closeLatency(env, path)
+    await memory(env, join(nix.root, 'trivial.nix'), path)
+    await keepMany(nix, env)
+    await fiftyUnderGc(nix, env)
+    keeper.channel.end()
+    await once(keeper.child, 'exit')
+  } finally {
+    await nix.stop()
+  }
+  const header = ['figure', 'nix-hold', 'compared with', 'result', 'target', 'met']
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)))
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`
+  console.log([line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n'))
+}
+
+await main()
