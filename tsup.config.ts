@@ -20,14 +20,20 @@ export default defineConfig([
     // every built-in module imported, about 3 MiB of resident memory for the whole hold. The
     // build runner (execa and all) is a file of its own, required only when there is a build.
     ...common,
-    entry: { cli: 'src/cli.ts', build: 'src/build/index.ts' },
+    entry: { cli: 'src/cli.ts', build: 'src/build/run.ts' },
     format: ['cjs'],
     outExtension: () => ({ js: '.js' }),
+    // less source to parse at every start; names are kept for readable stack traces
+    minify: true,
+    keepNames: true,
     esbuildPlugins: [
       {
         name: 'build-runner-on-demand',
+        // import('./build/run.js') becomes a plain require of dist/build.js at run time: an
+        // import() of a CommonJS file would go through the ESM loader and its export scanner
         setup(build) {
-          build.onResolve({ filter: /^\.\/build\/index\.js$/ }, () => ({ path: './build.js', external: true }))
+          build.onResolve({ filter: /^\.\/build\/run\.js$/ }, () => ({ path: 'build.js', namespace: 'on-demand' }))
+          build.onLoad({ filter: /.*/, namespace: 'on-demand' }, () => ({ contents: "module.exports = require(__dirname + '/build.js')", loader: 'js' }))
         },
       },
     ],

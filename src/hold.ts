@@ -1,6 +1,7 @@
 // The library: build and hold, or hold paths that exist, over a daemon connection this process owns.
 
 import { setTimeout as sleep } from 'node:timers/promises'
+import { prepareBuild } from './build/command.js'
 import { HoldError } from './errors.js'
 import type { BuiltDerivation } from './channel/messages.js'
 import { DaemonConnection, type DaemonTarget } from './store/daemon.js'
@@ -65,11 +66,12 @@ const connect = (ctx: Context): Promise<DaemonConnection> =>
  * between the build's exit and its root is built again, so the returned paths are valid and held.
  */
 export async function buildAndHold(command: readonly string[], options: HoldOptions = {}): Promise<Hold> {
-  // loaded here, so that holding existing paths never pays for loading execa
-  const { prepareBuild, runBuild } = await import('./build/index.js')
   const prepared = prepareBuild(command, options.store)
   const ctx = contextFor(options, prepared.store)
-  let conn = await connect(ctx)
+  // The runner (execa) loads while the connection is made: holding existing paths never loads
+  // it, and a build does not wait for the two one after the other.
+  const [opened, { runBuild }] = await Promise.all([connect(ctx), import('./build/run.js')])
+  let conn = opened
   try {
     for (let attempt = 1; ; attempt++) {
       const built = await runBuild(prepared, { env: ctx.env, signal: options.signal })
