@@ -93,12 +93,16 @@ async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?
   }
 }
 
+const readWord = (r: WireReader): number => r.u64()
+
 /**
  * A handshaken connection to a Nix daemon. Temp roots added through it last exactly as long as it
  * stays open; `close()` (or losing the connection) drops them all at once.
  */
 export class DaemonConnection {
+  // bytes received and not yet consumed: #buf from #at on
   #buf: Buffer = Buffer.alloc(0)
+  #at = 0
   #pending: Pending[] = []
   #outbox: Buffer[] = []
   #failure: HoldError | undefined
@@ -205,9 +209,26 @@ export class DaemonConnection {
     await this.#request(new WireWriter().u64(Op.AddTempRoot).bytes(path), (r) => r.u64())
   }
 
-  /** Registers every path, pipelined: one write, then one response each. */
-  async addTempRoots(paths: readonly string[]): Promise<void> {
-    await Promise.all(paths.map((p) => this.addTempRoot(p)))
+  /** Registers every path, pipelined: one write, then one response each; rejects with the first failure. */
+  addTempRoots(paths: readonly string[]): Promise<void> {
+    if (paths.length === 0) return Promise.resolve()
+    const w = new WireWriter(paths.length * 96)
+    for (const p of paths) w.u64(Op.AddTempRoot).bytes(p)
+    // one promise for the batch: thousands of requests need not cost thousands of promises
+    return new Promise<void>((resolve, reject) => {
+      let left = paths.length
+      let failed = false
+      const done = () => --left === 0 && !failed && resolve()
+      const fail = (err: Error) => {
+        if (!failed) reject(err)
+        failed = true
+      }
+      for (let i = 0; i < paths.length; i++) {
+        if (this.#failure) return fail(this.#failure)
+        this.#pending.push({ phase: 'stderr', decode: readWord, resolve: done, reject: fail })
+      }
+      this.#send(w.finish())
+    })
   }
 
   /** Adds a text file to the store (op 8, served by every daemon); returns its store path, held while the connection lasts. */
@@ -252,14 +273,14 @@ export class DaemonConnection {
       this.#pending.push({ phase, decode, resolve: resolve as (v: unknown) => void, reject })
     })
     // bytes for this response may already be here: the daemon can answer before we ask to read
-    if (this.#pending.length === 1 && this.#buf.length > 0) this.#drainOrFail()
+    if (this.#pending.length === 1 && this.#buf.length > this.#at) this.#drainOrFail()
     return promise
   }
 
   // Requests made in the same tick go out as one write, so a batch costs one syscall.
   #send(bytes: Buffer): void {
     if (this.#failure) return
-    this.#outbox.push(Buffer.from(bytes))
+    this.#outbox.push(bytes)
     if (this.#outbox.length === 1) queueMicrotask(() => this.#flush())
   }
 
@@ -270,7 +291,8 @@ export class DaemonConnection {
   }
 
   #onData(chunk: Buffer): void {
-    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk])
+    this.#buf = this.#at >= this.#buf.length ? chunk : Buffer.concat([this.#buf.subarray(this.#at), chunk])
+    this.#at = 0
     this.#drainOrFail()
   }
 
@@ -283,15 +305,17 @@ export class DaemonConnection {
   }
 
   #consume(n: number): void {
-    this.#buf = this.#buf.subarray(n)
+    this.#at += n
   }
+
+  readonly #readMessage = (r: WireReader) => readStderrMessage(r, this.#minor)
 
   #drain(): void {
     for (;;) {
       const head = this.#pending[0]
       if (!head) return
       if (head.phase === 'result') {
-        const v = tryRead(this.#buf, head.decode)
+        const v = tryRead(this.#buf, head.decode, this.#at)
         if (!v) return
         this.#consume(v.used)
         this.#pending.shift()
@@ -299,7 +323,7 @@ export class DaemonConnection {
         head.resolve(v.value)
         continue
       }
-      const m = tryRead(this.#buf, (r) => readStderrMessage(r, this.#minor))
+      const m = tryRead(this.#buf, this.#readMessage, this.#at)
       if (!m) return
       this.#consume(m.used)
       const msg = m.value
@@ -323,7 +347,7 @@ export class DaemonConnection {
   #closedError(): HoldError {
     let why = ''
     try {
-      const m = tryRead(this.#buf, (r) => readStderrMessage(r, this.#minor))
+      const m = tryRead(this.#buf, this.#readMessage, this.#at)
       if (m?.value.type === 'error') why = `: ${m.value.message}`
     } catch {
       // what is left is not a message at all; the plain report below says enough

@@ -16,16 +16,19 @@ const incomplete = new Incomplete()
 
 const malformed = (what: string): HoldError => new HoldError('store', `the Nix daemon sent ${what}`)
 
-const utf8 = new TextDecoder('utf-8', { fatal: false })
-const encoder = new TextEncoder()
 
 /** A cursor over bytes already received; each read consumes whole words or throws "incomplete". */
 export class WireReader {
-  #offset = 0
+  #offset: number
+  private readonly buf: Buffer
 
-  constructor(private readonly buf: Uint8Array) {}
+  /** Reads `buf` from `start` on (a connection reads a long buffer piece by piece without copying). */
+  constructor(buf: Uint8Array, start = 0) {
+    this.buf = Buffer.isBuffer(buf) ? buf : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength)
+    this.#offset = start
+  }
 
-  /** How many bytes the reads so far consumed. */
+  /** Where the next read starts in `buf`. */
   get offset(): number {
     return this.#offset
   }
@@ -44,9 +47,11 @@ export class WireReader {
 
   /** Consumes exactly 8 bytes; refuses values above 2^53 - 1, which no count, length or tag reaches. */
   u64(): number {
-    const b = this.#take(8)
-    const lo = (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0
-    const hi = (b[4]! | (b[5]! << 8) | (b[6]! << 16) | (b[7]! << 24)) >>> 0
+    const at = this.#offset
+    if (this.buf.length - at < 8) throw incomplete
+    this.#offset = at + 8
+    const lo = this.buf.readUInt32LE(at)
+    const hi = this.buf.readUInt32LE(at + 4)
     if (hi > 0x1fffff) throw malformed(`an integer above 2^53 (high word 0x${hi.toString(16)})`)
     return hi * 0x1_0000_0000 + lo
   }
@@ -58,19 +63,28 @@ export class WireReader {
     return v === 1
   }
 
-  /** Consumes a length word, that many bytes and their zero padding; refuses a length above `max` before reading on. */
-  bytes(max = MAX_STRING): Uint8Array {
+  // Consumes a length word, the body and its zero padding; returns where the body starts.
+  #padded(max: number): { start: number; len: number } {
     const len = this.u64()
     if (len > max) throw malformed(`a string of ${len} bytes, more than the ${max} allowed`)
-    const body = this.#take(len)
-    const pad = this.#take((8 - (len % 8)) % 8)
-    if (pad.some((byte) => byte !== 0)) throw malformed('non-zero padding after a string')
-    return body
+    const start = this.#offset
+    const end = start + len + ((8 - (len % 8)) % 8)
+    if (end > this.buf.length) throw incomplete
+    for (let i = start + len; i < end; i++) if (this.buf[i] !== 0) throw malformed('non-zero padding after a string')
+    this.#offset = end
+    return { start, len }
+  }
+
+  /** Consumes a length word, that many bytes and their zero padding; refuses a length above `max` before reading on. */
+  bytes(max = MAX_STRING): Uint8Array {
+    const { start, len } = this.#padded(max)
+    return this.buf.subarray(start, start + len)
   }
 
   /** Like `bytes`, decoded as UTF-8 (invalid sequences become U+FFFD: Nix strings are opaque bytes). */
   string(max = MAX_STRING): string {
-    return utf8.decode(this.bytes(max))
+    const { start, len } = this.#padded(max)
+    return this.buf.toString('utf8', start, start + len)
   }
 
   /** Consumes a count word and that many strings; refuses a count above `maxCount` before reading on. */
@@ -84,15 +98,15 @@ export class WireReader {
 }
 
 /**
- * Runs `read` over the bytes received so far: the value and how many bytes it used, or
- * `undefined` when `buf` ends before the value does (call again once more bytes arrive).
+ * Runs `read` over the bytes received so far, from `start`: the value and how many bytes it used,
+ * or `undefined` when `buf` ends before the value does (call again once more bytes arrive).
  * Malformed input throws a HoldError of kind `store`; the stream is then unusable.
  */
-export function tryRead<T>(buf: Uint8Array, read: (r: WireReader) => T): { value: T; used: number } | undefined {
-  const r = new WireReader(buf)
+export function tryRead<T>(buf: Uint8Array, read: (r: WireReader) => T, start = 0): { value: T; used: number } | undefined {
+  const r = new WireReader(buf, start)
   try {
     const value = read(r)
-    return { value, used: r.offset }
+    return { value, used: r.offset - start }
   } catch (err) {
     if (err === incomplete) return undefined
     throw err
@@ -131,12 +145,13 @@ export class WireWriter {
 
   /** Appends a length word, the bytes (a string is encoded as UTF-8) and zero padding. */
   bytes(data: Uint8Array | string): this {
-    const body = typeof data === 'string' ? encoder.encode(data) : data
-    const padded = body.length + ((8 - (body.length % 8)) % 8)
-    this.u64(body.length)
+    const len = typeof data === 'string' ? Buffer.byteLength(data, 'utf8') : data.length
+    const padded = len + ((8 - (len % 8)) % 8)
+    this.u64(len)
     this.#reserve(padded)
-    this.#buf.set(body, this.#length)
-    this.#buf.fill(0, this.#length + body.length, this.#length + padded)
+    if (typeof data === 'string') this.#buf.write(data, this.#length, 'utf8')
+    else this.#buf.set(data, this.#length)
+    this.#buf.fill(0, this.#length + len, this.#length + padded)
     this.#length += padded
     return this
   }
