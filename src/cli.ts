@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // nix-hold's command line: parse flags, open the channel, and drive the library. No protocol logic.
 
+import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
 import { constants } from 'node:os'
 import pkg from '../package.json' with { type: 'json' }
@@ -124,6 +125,16 @@ const say = (message: string): void => {
   process.stderr.write(`nix-hold: ${message}\n`)
 }
 
+// Loading the build runner (execa and its dependencies) runs loops hot enough for V8 to optimise
+// them, and the optimising compiler's working memory then stays resident for the whole hold:
+// about 4 MiB here, for code that runs once. Nothing nix-hold does while holding needs optimised
+// code, so the CLI turns the optimiser off before it loads the runner. (node:v8 is required
+// rather than imported: in this CommonJS bundle an import() would load Node's ESM loader.)
+function keepCompilerMemorySmall(): void {
+  const v8 = createRequire('/')('node:v8') as typeof import('node:v8')
+  v8.setFlagsFromString('--max-opt=1')
+}
+
 const HOLD_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 type HoldSignal = (typeof HOLD_SIGNALS)[number]
 
@@ -172,6 +183,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   let hold: Hold
   try {
+    if (!inv.keep) keepCompilerMemorySmall()
     hold = inv.keep ? await holdPaths(inv.operands, options) : await buildAndHold(inv.operands, options)
   } catch (err) {
     if (stopped.signal.aborted) {
