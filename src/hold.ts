@@ -94,8 +94,8 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
 
 /**
  * Holds paths that already exist (store paths, or symlinks into the store such as `result`).
- * Validity is checked in one round trip before anything is rooted: a path that is not valid is a
- * HoldError of kind `usage`, and nothing is held.
+ * They are rooted and checked in one round trip; a path that is not valid is a HoldError of kind
+ * `usage`, and the connection is closed with whatever it rooted: nothing is held.
  */
 export async function holdPaths(paths: readonly string[], options: HoldOptions = {}): Promise<Hold> {
   const ctx = contextFor(options, options.store)
@@ -164,10 +164,8 @@ class ActiveHold implements Hold {
     // daemon answers in order, so both requests go out in one write.
     const [, after] = await Promise.all([conn.addTempRoots(unique), conn.queryValidPaths(unique)])
     const gone = unique.filter((p) => !after.has(p))
-    if (gone.length > 0) {
-      if (state === 'fresh') throw new HoldError('usage', `not valid in the store: ${gone.join(', ')}`)
-      throw new HoldError('store', `garbage collection took ${gone.join(', ')} before it could be held`)
-    }
+    // (on a held hold, these were valid a moment ago: a collection took them before the roots)
+    if (gone.length > 0) throw new HoldError('usage', `not valid in the store: ${gone.join(', ')}`)
     const held = new Set(this.#paths)
     for (const p of unique) if (!held.has(p)) this.#paths.push(p)
     return resolved
@@ -205,8 +203,7 @@ class ActiveHold implements Hold {
           signal,
           ...(this.ctx.options.protocolMinor === undefined ? {} : { maxMinor: this.ctx.options.protocolMinor }),
         })
-        await conn.addTempRoots(this.#paths)
-        const valid = await conn.queryValidPaths(this.#paths)
+        const [, valid] = await Promise.all([conn.addTempRoots(this.#paths), conn.queryValidPaths(this.#paths)])
         const lost = this.#paths.filter((p) => !valid.has(p))
         this.#conn = conn
         this.#paths = this.#paths.filter((p) => valid.has(p))
