@@ -139,3 +139,12 @@ it('holds in a local store (no daemon) through a nix-daemon --stdio child', asyn
   await nix.gc()
   expect(await nix.isValid(built[0]!)).toBe(false)
 })
+
+it('takes one socket named as both --command-fd and --status-fd', async () => {
+  const w = startWrapper(['--command-fd', '3', '--status-fd', '3', '--', ...demo(unique('samefd'))], nix.env, 'raw')
+  const { built } = (await w.next()) as { built: string[] }
+  expect(built).toHaveLength(1)
+  w.send({ release: true })
+  expect(await w.next()).toEqual({ released: true })
+  expect((await w.exit).code).toBe(0)
+})

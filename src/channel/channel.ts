@@ -103,7 +103,14 @@ export class Channel {
       const { input, output } = duplexFd(spec.fd)
       return new Channel(input, output)
     }
-    if (spec.type === 'pipes') return new Channel(readableFd(spec.commandFd), writableFd(spec.statusFd))
+    if (spec.type === 'pipes') {
+      // one fd named twice (a socket both ways) takes one stream: a second on it would clash
+      if (spec.commandFd === spec.statusFd) {
+        const { input, output } = duplexFd(spec.commandFd)
+        return new Channel(input, output)
+      }
+      return new Channel(readableFd(spec.commandFd), writableFd(spec.statusFd))
+    }
     // Our own non-blocking streams on fds 0 and 1 stand in for process.stdin/stdout: a module
     // that imports node:process would otherwise open them a second time (EEXIST), and Node's
     // stdout blocks on a full pipe, which would hang on a caller that does not read.

@@ -8,7 +8,8 @@ import type { Readable, Writable } from 'node:stream'
 export const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
 export const PIPES_HELPER = new URL('./pipes.py', import.meta.url).pathname
 
-export type Mode = 'fd' | 'stdio' | 'pipes'
+/** fd: --fd 3 on a socketpair; stdio: --stdio; pipes: two real pipes; raw: a socketpair on fd 3 and the caller's own channel flags */
+export type Mode = 'fd' | 'stdio' | 'pipes' | 'raw'
 
 export interface Wrapper {
   readonly child: ChildProcess
@@ -31,8 +32,9 @@ export function startWrapper(args: readonly string[], env: NodeJS.ProcessEnv, mo
   let child: ChildProcess
   let input: Readable
   let output: Writable
-  if (mode === 'fd') {
-    child = spawn(process.execPath, [CLI, '--fd', '3', ...args], { env, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] })
+  if (mode === 'fd' || mode === 'raw') {
+    const channel = mode === 'fd' ? ['--fd', '3'] : []
+    child = spawn(process.execPath, [CLI, ...channel, ...args], { env, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] })
     input = child.stdio[3] as Readable
     output = child.stdio[3] as Writable
   } else if (mode === 'stdio') {
