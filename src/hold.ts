@@ -54,11 +54,21 @@ const contextFor = (options: HoldOptions, store: string | undefined): Context =>
   return { env, target: resolveStore(store, env), storeDir: storeDirFromEnv(env), options }
 }
 
-const connect = (ctx: Context): Promise<DaemonConnection> =>
+const connect = (ctx: Context, signal = ctx.options.signal): Promise<DaemonConnection> =>
   DaemonConnection.open(ctx.target, {
     ...(ctx.options.protocolMinor === undefined ? {} : { maxMinor: ctx.options.protocolMinor }),
-    ...(ctx.options.signal ? { signal: ctx.options.signal } : {}),
+    ...(signal ? { signal } : {}),
   })
+
+/**
+ * Roots `paths` on `conn`, then asks which are valid, in one write (the daemon answers in order);
+ * returns those that are not. Validity counts only once the root is in: a collection before it
+ * may take any path.
+ */
+async function rootAndCheck(conn: DaemonConnection, paths: readonly string[]): Promise<string[]> {
+  const [, valid] = await Promise.all([conn.addTempRoots(paths), conn.queryValidPaths(paths)])
+  return paths.filter((p) => !valid.has(p))
+}
 
 /**
  * Runs `command` (["nix", "build", ...] or ["nix-build", ...]) and holds every output it reports.
@@ -77,9 +87,7 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
       const built = await runBuild(prepared, { env: ctx.env, signal: options.signal })
       // a connection lost while the build ran (a daemon restart) held nothing yet: replace it
       if (!conn.isOpen) conn = await connect(ctx)
-      // roots, then validity, in one write: the daemon answers in order
-      const [, valid] = await Promise.all([conn.addTempRoots(built.paths), conn.queryValidPaths(built.paths)])
-      const gone = built.paths.filter((p) => !valid.has(p))
+      const gone = await rootAndCheck(conn, built.paths)
       if (gone.length === 0) return new ActiveHold(ctx, conn, built.paths, built.derivations)
       if (attempt === BUILD_ATTEMPTS) {
         throw new HoldError('store', `garbage collection took ${gone.join(', ')} after each of ${BUILD_ATTEMPTS} builds`)
@@ -160,10 +168,7 @@ class ActiveHold implements Hold {
       const invalid = unique.filter((p) => !before.has(p))
       if (invalid.length > 0) throw new HoldError('usage', `not valid in the store: ${invalid.join(', ')}`)
     }
-    // Validity counts only once the root is in: a collection before it may take any path. The
-    // daemon answers in order, so both requests go out in one write.
-    const [, after] = await Promise.all([conn.addTempRoots(unique), conn.queryValidPaths(unique)])
-    const gone = unique.filter((p) => !after.has(p))
+    const gone = await rootAndCheck(conn, unique)
     // (on a held hold, these were valid a moment ago: a collection took them before the roots)
     if (gone.length > 0) throw new HoldError('usage', `not valid in the store: ${gone.join(', ')}`)
     const held = new Set(this.#paths)
@@ -199,14 +204,11 @@ class ActiveHold implements Hold {
     for (let delay = 50; !signal.aborted; delay = Math.min(delay * 2, 2000)) {
       let conn: DaemonConnection | undefined
       try {
-        conn = await DaemonConnection.open(this.ctx.target, {
-          signal,
-          ...(this.ctx.options.protocolMinor === undefined ? {} : { maxMinor: this.ctx.options.protocolMinor }),
-        })
-        const [, valid] = await Promise.all([conn.addTempRoots(this.#paths), conn.queryValidPaths(this.#paths)])
-        const lost = this.#paths.filter((p) => !valid.has(p))
+        conn = await connect(this.ctx, signal)
+        const lost = await rootAndCheck(conn, this.#paths)
         this.#conn = conn
-        this.#paths = this.#paths.filter((p) => valid.has(p))
+        const gone = new Set(lost)
+        this.#paths = this.#paths.filter((p) => !gone.has(p))
         this.#watch(conn)
         if (this.#released) await conn.close()
         log?.(`reconnected; ${this.#paths.length} paths held again`)

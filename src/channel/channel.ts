@@ -99,18 +99,13 @@ export class Channel {
 
   /** Opens the fds in `spec` (check them first with `checkChannel`). */
   static open(spec: ChannelSpec): Channel {
-    if (spec.type === 'fd') {
-      const { input, output } = duplexFd(spec.fd)
+    // one fd both ways takes one stream, also when named twice: a second on it would clash
+    const both = spec.type === 'fd' ? spec.fd : spec.type === 'pipes' && spec.commandFd === spec.statusFd ? spec.commandFd : undefined
+    if (both !== undefined) {
+      const { input, output } = duplexFd(both)
       return new Channel(input, output)
     }
-    if (spec.type === 'pipes') {
-      // one fd named twice (a socket both ways) takes one stream: a second on it would clash
-      if (spec.commandFd === spec.statusFd) {
-        const { input, output } = duplexFd(spec.commandFd)
-        return new Channel(input, output)
-      }
-      return new Channel(readableFd(spec.commandFd), writableFd(spec.statusFd))
-    }
+    if (spec.type === 'pipes') return new Channel(readableFd(spec.commandFd), writableFd(spec.statusFd))
     // Our own non-blocking streams on fds 0 and 1 stand in for process.stdin/stdout: a module
     // that imports node:process would otherwise open them a second time (EEXIST), and Node's
     // stdout blocks on a full pipe, which would hang on a caller that does not read.

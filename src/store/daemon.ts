@@ -206,12 +206,13 @@ export class DaemonConnection {
 
   /** Registers `path` (valid or not yet) as a GC root for as long as this connection is open. */
   async addTempRoot(path: string): Promise<void> {
-    await this.#request(new WireWriter().u64(Op.AddTempRoot).bytes(path), (r) => r.u64())
+    await this.#request(new WireWriter().u64(Op.AddTempRoot).bytes(path), readWord)
   }
 
   /** Registers every path, pipelined: one write, then one response each; rejects with the first failure. */
   addTempRoots(paths: readonly string[]): Promise<void> {
     if (paths.length === 0) return Promise.resolve()
+    if (this.#failure) return Promise.reject(this.#failure)
     const w = new WireWriter(paths.length * 96)
     for (const p of paths) w.u64(Op.AddTempRoot).bytes(p)
     // one promise for the batch: thousands of requests need not cost thousands of promises
@@ -223,10 +224,7 @@ export class DaemonConnection {
         if (!failed) reject(err)
         failed = true
       }
-      for (let i = 0; i < paths.length; i++) {
-        if (this.#failure) return fail(this.#failure)
-        this.#pending.push({ phase: 'stderr', decode: readWord, resolve: done, reject: fail })
-      }
+      for (let i = 0; i < paths.length; i++) this.#pending.push({ phase: 'stderr', decode: readWord, resolve: done, reject: fail })
       this.#send(w.finish())
     })
   }

@@ -16,7 +16,6 @@ const incomplete = new Incomplete()
 
 const malformed = (what: string): HoldError => new HoldError('store', `the Nix daemon sent ${what}`)
 
-
 /** A cursor over bytes already received; each read consumes whole words or throws "incomplete". */
 export class WireReader {
   #offset: number
