@@ -16,11 +16,13 @@ const common: Options = {
 
 export default defineConfig([
   {
-    // The CLI is CommonJS: an ES module entry makes Node load its ESM loader and a facade for
-    // every built-in module imported, about 3 MiB of resident memory for the whole hold. The
-    // build runner (execa and all) is a file of its own, required only when there is a build.
+    // The command is CommonJS: an ES module entry makes Node load its ESM loader and a facade for
+    // every built-in module imported, about 3 MiB of resident memory for the whole hold. It is four
+    // files: nix-hold.js (the bin) loads cli.js through code-cache.js, and cli.js loads build.js
+    // (execa and all) the same way, only when there is a build. scripts/code-cache.mjs then makes
+    // the V8 code caches for cli.js and build.js.
     ...common,
-    entry: { cli: 'src/cli.ts', build: 'src/build/run.ts' },
+    entry: { 'nix-hold': 'src/bin.ts', cli: 'src/cli.ts', build: 'src/build/run.ts', 'code-cache': 'src/startup/code-cache.ts' },
     format: ['cjs'],
     outExtension: () => ({ js: '.js' }),
     // less source to parse at every start; names are kept for readable stack traces
@@ -28,12 +30,18 @@ export default defineConfig([
     keepNames: true,
     esbuildPlugins: [
       {
-        name: 'build-runner-on-demand',
-        // import('./build/run.js') becomes a plain require of dist/build.js at run time: an
-        // import() of a CommonJS file would go through the ESM loader and its export scanner
+        name: 'separate-files',
+        // These imports name another file of dist/ at run time instead of a copy in the bundle:
+        // import('./build/run.js') becomes build.js through its code cache (a plain import() of a
+        // CommonJS file would go through the ESM loader and its export scanner), and the bin's
+        // import of the cache loader becomes a require of code-cache.js.
         setup(build) {
-          build.onResolve({ filter: /^\.\/build\/run\.js$/ }, () => ({ path: 'build.js', namespace: 'on-demand' }))
-          build.onLoad({ filter: /.*/, namespace: 'on-demand' }, () => ({ contents: "module.exports = require(__dirname + '/build.js')", loader: 'js' }))
+          const files: Record<string, string> = {
+            './build/run.js': "module.exports = require(__dirname + '/code-cache.js').requireBundle(__dirname + '/build.js')",
+            './startup/code-cache.js': "module.exports = require(__dirname + '/code-cache.js')",
+          }
+          build.onResolve({ filter: /^\.\/(build\/run|startup\/code-cache)\.js$/ }, (args) => ({ path: args.path, namespace: 'separate-file' }))
+          build.onLoad({ filter: /.*/, namespace: 'separate-file' }, (args) => ({ contents: files[args.path]!, loader: 'js' }))
         },
       },
     ],

@@ -10,7 +10,7 @@ import { startNix, type NixInstance } from '../test/helpers/nix-instance.js'
 import { alternate, firstLine, now, rssKiB, spawnWithChannel, summarize, timeCommand, type Summary } from './measure.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname // dist/bench/ -> the repository
-const CLI = join(ROOT, 'dist', 'cli.js')
+const CLI = join(ROOT, 'dist', 'nix-hold.js')
 const NODE = process.execPath
 const rounds = Number(process.env.BENCH_ROUNDS ?? 10)
 

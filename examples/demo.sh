@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bash "$here/../scripts/setup.sh"
-cli="$here/../dist/cli.js"
+cli="$here/../dist/nix-hold.js"
 
 # --- an isolated Nix: own store, state, config and daemon socket -------------------------------
 T=$(mktemp -d)

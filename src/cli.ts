@@ -1,5 +1,5 @@
-#!/usr/bin/env node
 // nix-hold's command line: parse flags, open the channel, and drive the library. No protocol logic.
+// bin.ts runs main(); scripts/code-cache.mjs loads this file too, to make its code cache.
 
 import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
@@ -128,9 +128,17 @@ const say = (message: string): void => {
 // Loading the build runner (execa and its dependencies) runs loops hot enough for V8 to optimise
 // them, and the optimising compiler's working memory then stays resident for the whole hold:
 // about 4 MiB here, for code that runs once. Nothing nix-hold does while holding needs optimised
-// code, so the CLI turns the optimiser off before it loads the runner. (node:v8 is required
-// rather than imported: in this CommonJS bundle an import() would load Node's ESM loader.)
-function keepCompilerMemorySmall(): void {
+// code, so the CLI turns the optimiser off before it loads the runner. The runner's code cache is
+// made with the same flag set (scripts/code-cache.mjs calls this), since V8 accepts a cache only
+// under the flags it was made with.
+//
+// Changing a flag also makes V8 refuse Node's own code cache for every built-in module compiled
+// afterwards. execa reads process.stdin, stdout and stderr as it loads, which pulls in Node's file
+// and stream modules: creating the three streams first (as execa would a moment later) keeps those
+// compiles cached, about 8 ms. node:v8 is required rather than imported: in this CommonJS bundle
+// an import() would load Node's ESM loader, and a static import would load it for --keep too.
+export function keepCompilerMemorySmall(): void {
+  void [process.stdin, process.stdout, process.stderr]
   const v8 = createRequire('/')('node:v8') as typeof import('node:v8')
   v8.setFlagsFromString('--max-opt=1')
 }
@@ -237,4 +245,3 @@ async function serve(channel: Channel, hold: Hold, stopped: AbortSignal, maxHold
   }
 }
 
-void main(process.argv.slice(2)).then((code) => process.exit(code))

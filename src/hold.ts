@@ -72,19 +72,25 @@ async function rootAndCheck(conn: DaemonConnection, paths: readonly string[]): P
 
 /**
  * Runs `command` (["nix", "build", ...] or ["nix-build", ...]) and holds every output it reports.
- * The daemon connection is opened before the build, and an output that a garbage collection took
- * between the build's exit and its root is built again, so the returned paths are valid and held.
+ * An output that a garbage collection took between the build's exit and its root is built again,
+ * so the returned paths are valid and held.
  */
 export async function buildAndHold(command: readonly string[], options: HoldOptions = {}): Promise<Hold> {
   const prepared = prepareBuild(command, options.store)
   const ctx = contextFor(options, prepared.store)
-  // The runner (execa) loads while the connection is made: holding existing paths never loads
-  // it, and a build does not wait for the two one after the other.
-  const [opened, { runBuild }] = await Promise.all([connect(ctx), import('./build/run.js')])
-  let conn = opened
+  // The connection is made while the runner (execa) loads and the build runs: nothing can be
+  // rooted before the build ends, so the build does not wait for the daemon's handshake. A
+  // connection that fails stops the build, and its error is the one reported.
+  const connectionFailed = new AbortController()
+  const connecting = connect(ctx)
+  connecting.catch((err: unknown) => connectionFailed.abort(err))
+  const signal = options.signal ? AbortSignal.any([options.signal, connectionFailed.signal]) : connectionFailed.signal
+  let conn: DaemonConnection | undefined
   try {
+    const { runBuild } = await import('./build/run.js')
     for (let attempt = 1; ; attempt++) {
-      const built = await runBuild(prepared, { env: ctx.env, signal: options.signal })
+      const built = await runBuild(prepared, { env: ctx.env, signal })
+      conn ??= await connecting
       // a connection lost while the build ran (a daemon restart) held nothing yet: replace it
       if (!conn.isOpen) conn = await connect(ctx)
       const gone = await rootAndCheck(conn, built.paths)
@@ -95,7 +101,7 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
       options.log?.(`${gone.join(', ')} was collected before it could be held; building again`)
     }
   } catch (err) {
-    await conn.close()
+    await (conn ?? (await connecting.catch(() => undefined)))?.close()
     throw err
   }
 }

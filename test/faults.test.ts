@@ -132,6 +132,21 @@ exit 0
     expect((await w.exit).code).toBe(0)
   })
 
+  it('stops a build that is under way when the daemon cannot be reached, and reports the store error', async () => {
+    // the build runs while the connection is made; a `nix` that never finishes stands in for a long one
+    const marker = unique('unreachable')
+    const bin = join(nix.root, marker)
+    mkdirSync(bin)
+    writeFileSync(join(bin, 'nix'), `#!/bin/sh\nexec /bin/sleep 600 ${marker}\n`)
+    chmodSync(join(bin, 'nix'), 0o755)
+    const socket = join(nix.root, marker, 'no-daemon-here')
+    const w = startWrapper(['--store', `unix://${socket}`, '--', ...demo(marker)], { ...nix.env, PATH: `${bin}:${nix.env.PATH}` })
+    const event = (await w.next()) as { error: { kind: string; message: string } }
+    expect(event.error).toMatchObject({ kind: 'store', message: expect.stringContaining(socket) })
+    expect((await w.exit).code).toBe(3)
+    expect(await eventually(() => processesWith((arg) => arg === marker).length === 0, 10_000)).toBe(true)
+  })
+
   it('reports a build command killed by a signal as a build error with 128+N, holding nothing', async () => {
     const bin = join(nix.root, unique('sigbin'))
     mkdirSync(bin)

@@ -1,11 +1,11 @@
-// Runs the built CLI (dist/cli.js) as a caller would, and talks to it over its channel.
+// Runs the built CLI (dist/nix-hold.js) as a caller would, and talks to it over its channel.
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import type { Readable, Writable } from 'node:stream'
 
-export const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
+export const CLI = new URL('../../dist/nix-hold.js', import.meta.url).pathname
 export const PIPES_HELPER = new URL('./pipes.py', import.meta.url).pathname
 
 /** fd: --fd 3 on a socketpair; stdio: --stdio; pipes: two real pipes; raw: a socketpair on fd 3 and the caller's own channel flags */
