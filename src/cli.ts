@@ -166,20 +166,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0
   }
 
-  const channel = Channel.open(inv.channel)
-  const finish = async (code: number, last?: Event): Promise<number> => {
-    if (last) channel.send(last)
-    await channel.close()
-    return code
-  }
-
   // A signal stops a build in progress, or ends a hold the way a release does. The handlers stay
   // installed: execa's exit hook re-raises a signal that no other listener handles.
   const stopped = new AbortController()
   for (const sig of HOLD_SIGNALS) process.on(sig, () => stopped.abort(sig))
   const hangup = new AbortController()
-  void channel.hangup.then(() => hangup.abort('hangup'))
 
+  let channel!: Channel // opened below, once the build is under way
   const options: HoldOptions = {
     env: process.env,
     signal: AbortSignal.any([stopped.signal, hangup.signal]),
@@ -188,11 +181,26 @@ export async function main(argv: readonly string[]): Promise<number> {
     ...(inv.store === undefined ? {} : { store: inv.store }),
     ...(inv.protocolMinor === undefined ? {} : { protocolMinor: inv.protocolMinor }),
   }
+  if (!inv.keep) keepCompilerMemorySmall()
+  const holding = inv.keep ? holdPaths(inv.operands, options) : buildAndHold(inv.operands, options)
+  holding.catch(() => undefined) // its outcome is awaited below, with the channel open
+
+  // The build starts first and the channel opens while it runs: nothing up to the build's spawn
+  // waits for I/O, so it is under way by the time this turn of the event loop ends. (Were it not,
+  // the channel would merely open a little before it.) A caller that hangs up meanwhile is seen
+  // as soon as the channel is open, and stops the build.
+  await new Promise<void>((resolve) => setImmediate(resolve))
+  channel = Channel.open(inv.channel)
+  void channel.hangup.then(() => hangup.abort('hangup'))
+  const finish = async (code: number, last?: Event): Promise<number> => {
+    if (last) channel.send(last)
+    await channel.close()
+    return code
+  }
 
   let hold: Hold
   try {
-    if (!inv.keep) keepCompilerMemorySmall()
-    hold = inv.keep ? await holdPaths(inv.operands, options) : await buildAndHold(inv.operands, options)
+    hold = await holding
   } catch (err) {
     if (stopped.signal.aborted) {
       const sig = stopped.signal.reason as HoldSignal
