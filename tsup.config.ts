@@ -25,9 +25,15 @@ export default defineConfig([
     entry: { 'nix-hold': 'src/bin.ts', cli: 'src/cli.ts', build: 'src/build/run.ts', 'code-cache': 'src/startup/code-cache.ts' },
     format: ['cjs'],
     outExtension: () => ({ js: '.js' }),
-    // less source to parse at every start; names are kept for readable stack traces
-    minify: true,
-    keepNames: true,
+    // Whitespace and syntax only: identifiers keep their names, so stack traces read as the
+    // source does without esbuild's keepNames, which renames every function again at load time.
+    // (With the code cache V8 does not parse the source, so its length costs little.)
+    minify: false,
+    esbuildOptions(options) {
+      common.esbuildOptions?.(options, { format: 'cjs' })
+      options.minifyWhitespace = true
+      options.minifySyntax = true
+    },
     esbuildPlugins: [
       {
         name: 'separate-files',
