@@ -5,6 +5,7 @@ import type { Readable, Transform, Writable } from 'node:stream'
 import { HoldError } from '../errors.js'
 import { checkEvent, parseRequest, type Event, type Request } from './messages.js'
 import { checkFd, duplexFd, readableFd, writableFd } from './fd.js'
+import { Queue } from '../queue.js'
 
 /** Which fds carry the channel, as the command line names them. */
 export type ChannelSpec =
@@ -41,9 +42,8 @@ export class Channel {
   readonly #input: Readable
   readonly #output: Writable
   readonly #encoder: Transform = ndjson.stringify()
-  // a queue read from #head: Array#shift is linear, and a burst can bring 100,000 lines at once
-  #queue: Incoming[] = []
-  #head = 0
+  // a burst can bring 100,000 lines at once
+  readonly #queue = new Queue<Incoming>()
   #waiter: (() => void) | undefined
   #ended = false
   #dropped = 0
@@ -126,7 +126,7 @@ export class Channel {
    * before it was taken, or as soon as `signal` aborts.
    */
   async next(signal?: AbortSignal): Promise<Incoming | undefined> {
-    while (this.#head === this.#queue.length) {
+    while (this.#queue.size === 0) {
       if (this.#ended || signal?.aborted) return undefined
       // the abort listener is removed after each wait: left on a long-lived signal, one per call
       // would pile up for as long as the hold lasts
@@ -142,12 +142,8 @@ export class Channel {
         }
       })
     }
-    const item = this.#queue[this.#head++]
-    if (this.#head === this.#queue.length) {
-      this.#queue = []
-      this.#head = 0
-      if (this.#input.isPaused()) this.#input.resume()
-    }
+    const item = this.#queue.shift()
+    if (this.#queue.size === 0 && this.#input.isPaused()) this.#input.resume()
     return item
   }
 
@@ -185,7 +181,7 @@ export class Channel {
 
   #push(item: Incoming): void {
     this.#queue.push(item)
-    if (this.#queue.length - this.#head >= MAX_QUEUED) this.#input.pause()
+    if (this.#queue.size >= MAX_QUEUED) this.#input.pause()
     this.#wake()
   }
 

@@ -20,6 +20,7 @@ import {
 } from './protocol.js'
 import { readStderrMessage } from './stderr.js'
 import { tryRead, WireWriter, type WireReader } from './wire.js'
+import { Queue } from '../queue.js'
 
 /** Where a store's daemon is: a Unix socket, or a `nix-daemon --stdio` child serving a local store. */
 export type DaemonTarget =
@@ -103,7 +104,7 @@ export class DaemonConnection {
   // bytes received and not yet consumed: #buf from #at on
   #buf: Buffer = Buffer.alloc(0)
   #at = 0
-  #pending: Pending[] = []
+  readonly #pending = new Queue<Pending>()
   #outbox: Buffer[] = []
   #failure: HoldError | undefined
   #lastError: string | undefined
@@ -271,7 +272,7 @@ export class DaemonConnection {
       this.#pending.push({ phase, decode, resolve: resolve as (v: unknown) => void, reject })
     })
     // bytes for this response may already be here: the daemon can answer before we ask to read
-    if (this.#pending.length === 1 && this.#buf.length > this.#at) this.#drainOrFail()
+    if (this.#pending.size === 1 && this.#buf.length > this.#at) this.#drainOrFail()
     return promise
   }
 
@@ -310,7 +311,7 @@ export class DaemonConnection {
 
   #drain(): void {
     for (;;) {
-      const head = this.#pending[0]
+      const head = this.#pending.peek()
       if (!head) return
       if (head.phase === 'result') {
         const v = tryRead(this.#buf, head.decode, this.#at)
@@ -356,8 +357,7 @@ export class DaemonConnection {
   #fail(err: HoldError): void {
     if (this.#failure) return
     this.#failure = this.#closing ? new HoldError('store', 'connection closed') : err
-    const pending = this.#pending
-    this.#pending = []
+    const pending = this.#pending.takeAll()
     for (const p of pending) p.reject(this.#failure)
     this.#markLost(this.#failure)
     this.transport.destroy()

@@ -7,6 +7,7 @@ import { realpathSync } from 'node:fs'
 const HASH = /^[0123456789abcdfghijklmnpqrsvwxyz]{32}$/
 const NAME = /^[A-Za-z0-9+\-_?=][A-Za-z0-9+\-._?=]*$/
 const MAX_NAME = 211
+const DOTDOT = /(?:^|\/)\.\.(?:\/|$)/
 
 /** The store directory the environment points at, as Nix reads it. */
 export const storeDirFromEnv = (env: NodeJS.ProcessEnv): string => env.NIX_STORE_DIR || '/nix/store'
@@ -33,7 +34,7 @@ export function storePathProblem(path: string, storeDir: string): string | undef
 export function toStorePath(arg: string, storeDir: string, cwd: string): { path: string } | { problem: string } {
   if (arg.length === 0) return { problem: 'is empty' }
   if (arg.includes('\0')) return { problem: 'contains a NUL byte' }
-  if (arg.split('/').includes('..')) return { problem: 'contains a ".." segment' }
+  if (DOTDOT.test(arg)) return { problem: 'contains a ".." segment' }
   let path = arg.startsWith('/') ? arg : `${cwd.replace(/\/$/, '')}/${arg}`
   if (!path.startsWith(`${storeDir}/`)) {
     try {
@@ -43,7 +44,8 @@ export function toStorePath(arg: string, storeDir: string, cwd: string): { path:
     }
     if (!path.startsWith(`${storeDir}/`)) return { problem: `resolves to ${path}, outside the store ${storeDir}` }
   }
-  const top = path.slice(0, storeDir.length + 1) + path.slice(storeDir.length + 1).split('/')[0]
+  const end = path.indexOf('/', storeDir.length + 1)
+  const top = end < 0 ? path : path.slice(0, end)
   const problem = storePathProblem(top, storeDir)
   return problem ? { problem } : { path: top }
 }
