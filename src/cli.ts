@@ -185,10 +185,10 @@ export async function main(argv: readonly string[]): Promise<number> {
   const holding = inv.keep ? holdPaths(inv.operands, options) : buildAndHold(inv.operands, options)
   holding.catch(() => undefined) // its outcome is awaited below, with the channel open
 
-  // The build starts first and the channel opens while it runs: nothing up to the build's spawn
-  // waits for I/O, so it is under way by the time this turn of the event loop ends. (Were it not,
-  // the channel would merely open a little before it.) A caller that hangs up meanwhile is seen
-  // as soon as the channel is open, and stops the build.
+  // The build starts first and the channel opens while it runs (with --keep, while the daemon
+  // answers): nothing up to the build's spawn waits for I/O, so it is under way by the time this
+  // turn of the event loop ends. (Were it not, the channel would merely open a little before it.)
+  // A caller that hangs up meanwhile is seen as soon as the channel is open, and stops the build.
   await new Promise<void>((resolve) => setImmediate(resolve))
   channel = Channel.open(inv.channel)
   void channel.hangup.then(() => hangup.abort('hangup'))
