@@ -48,11 +48,31 @@ export async function firstLine(channel: Socket): Promise<string> {
 /** Resident memory of a live process, in KiB. */
 export const rssKiB = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1])
 
-/** Runs the samplers in turn, `rounds` times, so that A and B see the same machine conditions. */
-export async function alternate<K extends string>(rounds: number, samplers: Record<K, () => Promise<number>>): Promise<Record<K, Summary>> {
+/**
+ * Runs the samplers in turn, `rounds` times, so that A and B see the same machine conditions;
+ * returns every sample, in round order.
+ * `settle` runs before each sample, outside the timing: the work one sample leaves behind (a
+ * daemon worker winding down after its client has gone) must not land on the next one.
+ */
+export async function alternate<K extends string>(
+  rounds: number,
+  samplers: Record<K, () => Promise<number>>,
+  settle: () => Promise<void> = async () => undefined,
+): Promise<Record<K, number[]>> {
   const samples = Object.fromEntries(Object.keys(samplers).map((k) => [k, [] as number[]])) as unknown as Record<K, number[]>
   for (let i = 0; i < rounds; i++) {
-    for (const [k, sample] of Object.entries(samplers) as Array<[K, () => Promise<number>]>) samples[k].push(await sample())
+    for (const [k, sample] of Object.entries(samplers) as Array<[K, () => Promise<number>]>) {
+      await settle()
+      samples[k].push(await sample())
+    }
   }
-  return Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, summarize(v as number[])])) as Record<K, Summary>
+  return samples
 }
+
+/**
+ * Round by round, the first sample minus the others of the same round. This VM's speed drifts by
+ * tens of milliseconds between rounds; samples taken one after the other share it, so the median
+ * of these differences is steadier than a difference of medians.
+ */
+export const differences = (first: readonly number[], ...others: ReadonlyArray<readonly number[]>): number[] =>
+  first.map((x, i) => others.reduce((d, o) => d - o[i]!, x))

@@ -41,6 +41,8 @@ export interface NixInstance {
   startDaemon(): Promise<void>
   /** The running daemon's pid (its workers are its children). */
   daemonPid(): number
+  /** The pids of the daemon's workers now: one per open connection, until each has wound down. */
+  workerPids(): number[]
   /** Kills the daemon (its whole process group) and removes the directory. */
   stop(): Promise<void>
 }
@@ -81,6 +83,20 @@ const scratch = (): string => {
   }
 }
 
+/** The pids whose parent is `pid`: a daemon's workers (they start sessions of their own). */
+function childrenOf(pid: number): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((name) => {
+      try {
+        return Number(/^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${name}/stat`, 'utf8'))?.[1]) === pid
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
+}
+
 /** Starts a daemon on a fresh instance and waits for its socket. */
 export async function startNix(): Promise<NixInstance> {
   requireNix()
@@ -107,17 +123,8 @@ export async function startNix(): Promise<NixInstance> {
     const child = daemon
     if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return
     const exited = once(child, 'exit')
-    // its workers start sessions of their own: find them as the daemon's children
-    const workers = readdirSync('/proc')
-      .filter((name) => /^\d+$/.test(name))
-      .filter((pid) => {
-        try {
-          return Number(/^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))?.[1]) === child.pid
-        } catch {
-          return false
-        }
-      })
-    for (const pid of [child.pid, ...workers.map(Number)]) {
+    const workers = childrenOf(child.pid)
+    for (const pid of [child.pid, ...workers]) {
       try {
         process.kill(pid, 'SIGKILL')
       } catch {
@@ -162,6 +169,7 @@ export async function startNix(): Promise<NixInstance> {
     stopDaemon,
     startDaemon,
     daemonPid: () => daemon!.pid!,
+    workerPids: () => childrenOf(daemon!.pid!),
     async stop() {
       await stopDaemon()
       // store paths are read-only: make them writable so the directory can go
