@@ -1,7 +1,6 @@
 // nix-hold's command line: parse flags, open the channel, and drive the library. No protocol logic.
 // bin.ts runs main(); scripts/code-cache.mjs loads this file too, to make its code cache.
 
-import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
 import { constants } from 'node:os'
 import pkg from '../package.json' with { type: 'json' }
@@ -135,11 +134,12 @@ const say = (message: string): void => {
 // Changing a flag also makes V8 refuse Node's own code cache for every built-in module compiled
 // afterwards. execa reads process.stdin, stdout and stderr as it loads, which pulls in Node's file
 // and stream modules: creating the three streams first (as execa would a moment later) keeps those
-// compiles cached, about 8 ms. node:v8 is required rather than imported: in this CommonJS bundle
-// an import() would load Node's ESM loader, and a static import would load it for --keep too.
+// compiles cached, about 8 ms. node:v8 is required here rather than imported: in this CommonJS
+// bundle an import() would load Node's ESM loader, and a static import would load it for --keep
+// too.
 export function keepCompilerMemorySmall(): void {
   void [process.stdin, process.stdout, process.stderr]
-  const v8 = createRequire('/')('node:v8') as typeof import('node:v8')
+  const v8 = require('node:v8') as typeof import('node:v8')
   v8.setFlagsFromString('--max-opt=1')
 }
 

@@ -41,7 +41,7 @@ export function compileBundle(file: string): CompiledBundle {
 /**
  * Runs a compiled bundle as a CommonJS module and returns its exports. The bundles require only
  * Node's modules and absolute paths, so this module's own `require` serves them (a fresh
- * createRequire(file) costs a few milliseconds at start-up).
+ * createRequire(file) would cost about a millisecond at start-up).
  */
 export function runBundle(bundle: CompiledBundle, file: string): unknown {
   const module = { exports: {} }
