@@ -10,7 +10,7 @@ const nix = useNix()
 
 const demo = (n: string): string[] => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
 
-describe.each<Mode>(['fd', 'pipes', 'stdio'])('channel on %s', (mode) => {
+describe.each<Mode>(['fd', 'pipes', 'stdio', 'std-pipes'])('channel on %s', (mode) => {
   it('keeps the output through a GC while held, and lets the GC take it after {"release":true}', async () => {
     const w = startWrapper(['--', ...demo(unique(mode))], nix.env, mode)
     const { built } = (await w.next()) as { built: string[] }

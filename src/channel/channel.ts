@@ -101,19 +101,23 @@ export class Channel {
   static open(spec: ChannelSpec): Channel {
     // one fd both ways takes one stream, also when named twice: a second on it would clash
     const both = spec.type === 'fd' ? spec.fd : spec.type === 'pipes' && spec.commandFd === spec.statusFd ? spec.commandFd : undefined
+    let channel: Channel
     if (both !== undefined) {
       const { input, output } = duplexFd(both)
-      return new Channel(input, output)
+      channel = new Channel(input, output)
+    } else if (spec.type === 'pipes') {
+      channel = new Channel(readableFd(spec.commandFd), writableFd(spec.statusFd))
+    } else {
+      channel = new Channel(readableFd(0), writableFd(1))
     }
-    if (spec.type === 'pipes') return new Channel(readableFd(spec.commandFd), writableFd(spec.statusFd))
-    // Our own non-blocking streams on fds 0 and 1 stand in for process.stdin/stdout: a module
-    // that imports node:process would otherwise open them a second time (EEXIST), and Node's
-    // stdout blocks on a full pipe, which would hang on a caller that does not read.
-    const input = readableFd(0)
-    const output = writableFd(1)
-    Object.defineProperty(process, 'stdin', { value: input, configurable: true, writable: true })
-    Object.defineProperty(process, 'stdout', { value: output, configurable: true, writable: true })
-    return new Channel(input, output)
+    const [inFd, outFd] = spec.type === 'fd' ? [spec.fd, spec.fd] : spec.type === 'pipes' ? [spec.commandFd, spec.statusFd] : [0, 1]
+    // Node opens a stream of its own on fd 0 or 1 the first time anything reads process.stdin or
+    // process.stdout (execa does as it loads). One opened while the channel is reading that fd
+    // fails with EEXIST, and Node's stdout blocks on a full pipe, which would hang on a caller that
+    // does not read. So on those fds the channel's non-blocking streams stand in for Node's.
+    if (inFd === 0) Object.defineProperty(process, 'stdin', { value: channel.#input, configurable: true, writable: true })
+    if (outFd === 1) Object.defineProperty(process, 'stdout', { value: channel.#output, configurable: true, writable: true })
+    return channel
   }
 
   /** Settles when the caller has closed, hung up or failed its end: time to release. */

@@ -8,8 +8,12 @@ import type { Readable, Writable } from 'node:stream'
 export const CLI = new URL('../../dist/nix-hold.js', import.meta.url).pathname
 export const PIPES_HELPER = new URL('./pipes.py', import.meta.url).pathname
 
-/** fd: --fd 3 on a socketpair; stdio: --stdio; pipes: two real pipes; raw: a socketpair on fd 3 and the caller's own channel flags */
-export type Mode = 'fd' | 'stdio' | 'pipes' | 'raw'
+/**
+ * fd: --fd 3 on a socketpair; stdio: --stdio; pipes: two real pipes; std-pipes: --command-fd 0
+ * --status-fd 1, the wrapper's own stdin and stdout; raw: a socketpair on fd 3 and the caller's
+ * own channel flags
+ */
+export type Mode = 'fd' | 'stdio' | 'pipes' | 'std-pipes' | 'raw'
 
 export interface Wrapper {
   readonly child: ChildProcess
@@ -37,8 +41,9 @@ export function startWrapper(args: readonly string[], env: NodeJS.ProcessEnv, mo
     child = spawn(process.execPath, [CLI, ...channel, ...args], { env, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] })
     input = child.stdio[3] as Readable
     output = child.stdio[3] as Writable
-  } else if (mode === 'stdio') {
-    child = spawn(process.execPath, [CLI, '--stdio', ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+  } else if (mode === 'stdio' || mode === 'std-pipes') {
+    const channel = mode === 'stdio' ? ['--stdio'] : ['--command-fd', '0', '--status-fd', '1']
+    child = spawn(process.execPath, [CLI, ...channel, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
     input = child.stdout!
     output = child.stdin!
   } else {
