@@ -24,6 +24,8 @@ it.each([
   [['--stdio', 'nix', 'build'], /unexpected argument "nix"; put the build command after --/],
   [['--stdio', '--keep'], /--keep needs at least one path/],
   [['--stdio', '--max-hold', '0', '--', 'nix', 'build'], /--max-hold takes a positive number/],
+  [['--command-fd', '0', '--status-fd', '2', '--', 'nix', 'build'], /--status-fd 2: file descriptor 2 is nix-hold's standard error/],
+  [['--fd', '2', '--keep', '/nix/store/00000000000000000000000000000000-x'], /--fd 2: file descriptor 2 is nix-hold's standard error/],
 ])('exits 2 with a one-line message for %j', (args, message) => {
   const r = run(args)
   expect(r.status).toBe(2)

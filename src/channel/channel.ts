@@ -27,6 +27,12 @@ export type Incoming = { readonly type: 'request'; readonly request: Request } |
 
 /** Checks every fd in `spec` without touching it; throws a HoldError of kind `usage`. */
 export function checkChannel(spec: ChannelSpec): void {
+  // fd 2 carries nix-hold's own messages and the build's progress: events there would be mixed
+  // with both, and a stream of the channel's on it would clash with Node's process.stderr
+  const named: Array<[flag: string, fd: number]> = spec.type === 'fd' ? [['--fd', spec.fd]] : spec.type === 'pipes' ? [['--command-fd', spec.commandFd], ['--status-fd', spec.statusFd]] : []
+  for (const [flag, fd] of named) {
+    if (fd === 2) throw new HoldError('usage', `${flag} 2: file descriptor 2 is nix-hold's standard error, where its own messages and the build's progress go; give the channel a descriptor of its own`)
+  }
   if (spec.type === 'fd') checkFd(spec.fd, 'both', '--fd')
   else if (spec.type === 'pipes') {
     checkFd(spec.commandFd, 'read', '--command-fd')
