@@ -105,25 +105,16 @@ export class Channel {
 
   /** Opens the fds in `spec` (check them first with `checkChannel`). */
   static open(spec: ChannelSpec): Channel {
-    // one fd both ways takes one stream, also when named twice: a second on it would clash
-    const both = spec.type === 'fd' ? spec.fd : spec.type === 'pipes' && spec.commandFd === spec.statusFd ? spec.commandFd : undefined
-    let channel: Channel
-    if (both !== undefined) {
-      const { input, output } = duplexFd(both)
-      channel = new Channel(input, output)
-    } else if (spec.type === 'pipes') {
-      channel = new Channel(readableFd(spec.commandFd), writableFd(spec.statusFd))
-    } else {
-      channel = new Channel(readableFd(0), writableFd(1))
-    }
     const [inFd, outFd] = spec.type === 'fd' ? [spec.fd, spec.fd] : spec.type === 'pipes' ? [spec.commandFd, spec.statusFd] : [0, 1]
+    // one fd both ways takes one stream, also when named twice: a second on it would clash
+    const { input, output } = inFd === outFd ? duplexFd(inFd) : { input: readableFd(inFd), output: writableFd(outFd) }
     // Node opens a stream of its own on fd 0 or 1 the first time anything reads process.stdin or
     // process.stdout (execa does as it loads). One opened while the channel is reading that fd
     // fails with EEXIST, and Node's stdout blocks on a full pipe, which would hang on a caller that
     // does not read. So on those fds the channel's non-blocking streams stand in for Node's.
-    if (inFd === 0) Object.defineProperty(process, 'stdin', { value: channel.#input, configurable: true, writable: true })
-    if (outFd === 1) Object.defineProperty(process, 'stdout', { value: channel.#output, configurable: true, writable: true })
-    return channel
+    if (inFd === 0) Object.defineProperty(process, 'stdin', { value: input, configurable: true, writable: true })
+    if (outFd === 1) Object.defineProperty(process, 'stdout', { value: output, configurable: true, writable: true })
+    return new Channel(input, output)
   }
 
   /** Settles when the caller has closed, hung up or failed its end: time to release. */
