@@ -8,6 +8,7 @@ import { Channel, checkChannel, type ChannelSpec } from './channel/channel.js'
 import { errorEvent, type Event } from './channel/messages.js'
 import { HoldError, isHoldError, type HoldErrorKind } from './errors.js'
 import { buildAndHold, holdPaths, type Hold, type HoldOptions } from './hold.js'
+import { checkMinor } from './store/daemon.js'
 
 const USAGE = `Usage:
   nix-hold (--fd N | --command-fd R --status-fd W | --stdio) [options] -- nix build ARGS...
@@ -27,7 +28,7 @@ Options:
   --keep                hold existing paths (given as arguments) instead of building
   --store URL           the store to build in and hold roots on (as nix --store)
   --max-hold SECONDS    release on its own after this long, sending {"expired":true}
-  --protocol-minor N    announce at most worker protocol 1.N (for testing old daemons)
+  --protocol-minor N    announce at most worker protocol 1.N, 21 to 38 (for testing)
   -h, --help            show this help
   -V, --version         show the version
 
@@ -110,6 +111,7 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
   }
   const minor = values['protocol-minor']
   if (minor !== undefined && !/^\d+$/.test(minor)) throw new HoldError('usage', `--protocol-minor takes a number, got "${minor}"`)
+  if (minor !== undefined) checkMinor(Number(minor))
   return {
     channel,
     keep,

@@ -4,7 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { prepareBuild } from './build/command.js'
 import { HoldError } from './errors.js'
 import type { BuiltDerivation } from './channel/messages.js'
-import { DaemonConnection, type DaemonTarget } from './store/daemon.js'
+import { waitForCollections } from './store/collector.js'
+import { checkMinor, DaemonConnection, type DaemonTarget } from './store/daemon.js'
 import { storeDirFromEnv, toStorePath } from './store/path.js'
 import { resolveStore } from './store/resolve.js'
 
@@ -51,6 +52,7 @@ interface Context {
 
 const contextFor = (options: HoldOptions, store: string | undefined): Context => {
   const env = options.env ?? process.env
+  if (options.protocolMinor !== undefined) checkMinor(options.protocolMinor)
   return { env, target: resolveStore(store, env), storeDir: storeDirFromEnv(env), options }
 }
 
@@ -61,12 +63,24 @@ const connect = (ctx: Context, signal = ctx.options.signal): Promise<DaemonConne
   })
 
 /**
- * Roots `paths` on `conn`, then asks which are valid, in one write (the daemon answers in order);
- * returns those that are not. Validity counts only once the root is in: a collection before it
- * may take any path.
+ * Roots `paths` on `conn`, then asks which are valid; returns those that are not. Validity counts
+ * only once the roots are in, and once no collection that was running as they went in is still
+ * running: Nix 2.5 to 2.34 can delete a path whose root reached a collection that had already
+ * judged it dead (store/collector.ts). That wait costs one refused connect when no collection
+ * runs; where the store's state directory is not visible from here, it cannot be made.
  */
-async function rootAndCheck(conn: DaemonConnection, paths: readonly string[]): Promise<string[]> {
-  const [, valid] = await Promise.all([conn.addTempRoots(paths), conn.queryValidPaths(paths)])
+async function rootAndCheck(ctx: Context, conn: DaemonConnection, paths: readonly string[], signal?: AbortSignal): Promise<string[]> {
+  const { stateDir } = ctx.target
+  if (stateDir === undefined) {
+    const [, valid] = await Promise.all([conn.addTempRoots(paths), conn.queryValidPaths(paths)])
+    return paths.filter((p) => !valid.has(p))
+  }
+  await conn.addTempRoots(paths)
+  await waitForCollections(stateDir, {
+    signal,
+    onWait: () => ctx.options.log?.(`a garbage collection is running; waiting for it to end before confirming ${paths.length === 1 ? paths[0] : `${paths.length} paths`}`),
+  })
+  const valid = await conn.queryValidPaths(paths)
   return paths.filter((p) => !valid.has(p))
 }
 
@@ -93,7 +107,7 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
       conn ??= await connecting
       // a connection lost while the build ran (a daemon restart) held nothing yet: replace it
       if (!conn.isOpen) conn = await connect(ctx)
-      const gone = await rootAndCheck(conn, built.paths)
+      const gone = await rootAndCheck(ctx, conn, built.paths, options.signal)
       if (gone.length === 0) return new ActiveHold(ctx, conn, built.paths, built.derivations)
       if (attempt === BUILD_ATTEMPTS) {
         throw new HoldError('store', `garbage collection took ${gone.join(', ')} after each of ${BUILD_ATTEMPTS} builds`)
@@ -157,7 +171,25 @@ class ActiveHold implements Hold {
    * refused request must root nothing, which takes a check before the roots as well.
    */
   async add(args: readonly string[], state: 'fresh' | 'held'): Promise<readonly string[]> {
-    if (this.#released) throw new HoldError('usage', 'this hold was released')
+    for (;;) {
+      if (this.#released) throw new HoldError('usage', 'this hold was released')
+      await this.#ready // a lost connection being replaced
+      const conn = this.#conn
+      try {
+        return await this.#addOn(conn, args, state)
+      } catch (err) {
+        // The connection went while the request was out (a worker killed, the daemon restarted):
+        // what it rooted went with it. Its watcher (subscribed earlier, so told first) is
+        // replacing it and rooting every held path again; ask again on the new one.
+        if (conn.isOpen || this.#released) throw err
+        await conn.lost
+        await this.#ready
+        if (this.#conn === conn) throw err // released while reconnecting
+      }
+    }
+  }
+
+  async #addOn(conn: DaemonConnection, args: readonly string[], state: 'fresh' | 'held'): Promise<readonly string[]> {
     const resolved: string[] = []
     const problems: string[] = []
     for (const arg of args) {
@@ -167,14 +199,12 @@ class ActiveHold implements Hold {
     }
     if (problems.length > 0) throw new HoldError('usage', `not a store path: ${problems.join('; ')}`)
     const unique = [...new Set(resolved)]
-    await this.#ready
-    const conn = this.#conn
     if (state === 'held') {
       const before = await conn.queryValidPaths(unique)
       const invalid = unique.filter((p) => !before.has(p))
       if (invalid.length > 0) throw new HoldError('usage', `not valid in the store: ${invalid.join(', ')}`)
     }
-    const gone = await rootAndCheck(conn, unique)
+    const gone = await rootAndCheck(this.ctx, conn, unique, this.#stopRetrying.signal)
     // (on a held hold, these were valid a moment ago: a collection took them before the roots)
     if (gone.length > 0) throw new HoldError('usage', `not valid in the store: ${gone.join(', ')}`)
     const held = new Set(this.#paths)
@@ -211,7 +241,7 @@ class ActiveHold implements Hold {
       let conn: DaemonConnection | undefined
       try {
         conn = await connect(this.ctx, signal)
-        const lost = await rootAndCheck(conn, this.#paths)
+        const lost = await rootAndCheck(this.ctx, conn, this.#paths, signal)
         this.#conn = conn
         const gone = new Set(lost)
         this.#paths = this.#paths.filter((p) => !gone.has(p))

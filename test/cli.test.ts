@@ -3,12 +3,12 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { FIXTURES, unique, useNix } from './helpers/nix.js'
+import { FIXTURES, unique, useNix, demoCommand } from './helpers/nix.js'
 import { startWrapper, type Mode } from './helpers/wrapper.js'
 
 const nix = useNix()
 
-const demo = (n: string): string[] => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
+const demo = (n: string): string[] => demoCommand(n)
 
 describe.each<Mode>(['fd', 'pipes', 'stdio', 'std-pipes'])('channel on %s', (mode) => {
   it('keeps the output through a GC while held, and lets the GC take it after {"release":true}', async () => {

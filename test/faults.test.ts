@@ -7,12 +7,12 @@ import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
-import { FIXTURES, unique, useNix } from './helpers/nix.js'
+import { demoCommand, unique, useNix } from './helpers/nix.js'
 import { CLI, startWrapper } from './helpers/wrapper.js'
 
 const nix = useNix()
 
-const demo = (n: string) => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
+const demo = (n: string) => demoCommand(n)
 
 /** Whether `pid` has exited (a zombie waiting for its parent counts as exited). */
 const exited = (pid: number): boolean => {

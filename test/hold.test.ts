@@ -3,11 +3,11 @@
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
 import { buildAndHold, holdPaths, HoldError } from '../src/index.js'
-import { FIXTURES, unique, useNix } from './helpers/nix.js'
+import { FIXTURES, unique, useNix, demoCommand } from './helpers/nix.js'
 
 const nix = useNix()
 
-const demo = () => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', unique('lib')]
+const demo = () => demoCommand(unique('lib'))
 
 it('holds a build for the scope of `await using`, and releases when the scope ends', async () => {
   let path: string

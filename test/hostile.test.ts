@@ -8,12 +8,12 @@ import type { Socket } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { cat, hex, str, word } from './helpers/bytes.js'
 import { fakeDaemon, type ScriptedPeer } from './helpers/fake-daemon.js'
-import { FIXTURES, unique, useNix } from './helpers/nix.js'
+import { demoCommand, unique, useNix } from './helpers/nix.js'
 import { CLI, startWrapper } from './helpers/wrapper.js'
 
 const nix = useNix()
 
-const demo = (n: string) => ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
+const demo = (n: string) => demoCommand(n)
 
 /** Every entry below `dir`, recursively, as relative paths. */
 const tree = (dir: string): string[] => readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort()

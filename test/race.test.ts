@@ -1,9 +1,8 @@
 // Many builds held while garbage collections run back to back: no path may be lost.
 
-import { join } from 'node:path'
 import { execa } from 'execa'
 import { expect, it } from 'vitest'
-import { FIXTURES, unique, useNix } from './helpers/nix.js'
+import { demoCommand, unique, useNix } from './helpers/nix.js'
 import { startWrapper } from './helpers/wrapper.js'
 
 const nix = useNix()
@@ -20,7 +19,7 @@ it('loses no path while a GC loop runs during many concurrent builds', async () 
   })()
 
   const wrappers = Array.from({ length: WRAPPERS }, (_, i) =>
-    startWrapper(['--', 'nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', unique(`race-${i}`)], nix.env),
+    startWrapper(['--', ...demoCommand(unique(`race-${i}`))], nix.env),
   )
   const built = await Promise.all(wrappers.map(async (w) => ((await w.next()) as { built: string[] }).built[0]!))
   // every path reported was valid and rooted when reported: collections since then took none

@@ -49,6 +49,7 @@ export async function runBuild(command: BuildCommand, { env, signal }: RunOption
       throw new HoldError('build', `cannot run ${command.file}: ${result.originalMessage ?? result.shortMessage}`, { exitCode: 127, cause: result })
     }
     const code = exitCodeOf(result.signal, result.exitCode)
+    if (command.flavor === 'nix build' && code === 1) await refuseOldNixBuild(command, env)
     const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${code}`
     throw new HoldError('build', `${command.flavor} ${how}`, { exitCode: code })
   }
@@ -60,6 +61,17 @@ export async function runBuild(command: BuildCommand, { env, signal }: RunOption
     if (problem) throw new HoldError('build', `${command.flavor} reported "${path}", which ${problem}`, { exitCode: 0 })
   }
   return parsed
+}
+
+/**
+ * Nix 2.3's `nix build` has no --json (it came in 2.4), so it fails at once on the flag nix-hold
+ * added. Asked only after a `nix build` exits 1, so a working build pays nothing for it.
+ */
+async function refuseOldNixBuild(command: BuildCommand, env: NodeJS.ProcessEnv): Promise<void> {
+  const r = await execa(command.file, ['--version'], { env, extendEnv: false, stdin: 'ignore', reject: false })
+  const m = /(\d+)\.(\d+)/.exec(String(r.stdout))
+  if (!m || Number(m[1]) > 2 || (Number(m[1]) === 2 && Number(m[2]) >= 4)) return
+  throw new HoldError('usage', `Nix ${m[0]}'s "nix build" cannot report what it built (it has no --json, which came in Nix 2.4); wrap nix-build instead, e.g. nix-hold ... -- nix-build FILE -A ATTR`, { exitCode: 1 })
 }
 
 const parseLines = (stdout: string): string[] => stdout.split('\n').filter((line) => line.length > 0)

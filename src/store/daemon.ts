@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { createConnection } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
-import { HoldError } from '../errors.js'
+import { HoldError, isHoldError } from '../errors.js'
 import {
   NEWEST_MINOR,
   OLDEST_MINOR,
@@ -22,10 +22,14 @@ import { readStderrMessage } from './stderr.js'
 import { tryRead, WireWriter, type WireReader } from './wire.js'
 import { Queue } from '../queue.js'
 
-/** Where a store's daemon is: a Unix socket, or a `nix-daemon --stdio` child serving a local store. */
+/**
+ * Where a store's daemon is: a Unix socket, or a `nix-daemon --stdio` child serving a local store.
+ * `stateDir` is the store's state directory when this machine can see it (its garbage collector
+ * listens in there while it runs); undefined when it cannot be known.
+ */
 export type DaemonTarget =
-  | { readonly type: 'socket'; readonly path: string }
-  | { readonly type: 'stdio'; readonly storeUri: string; readonly env: NodeJS.ProcessEnv }
+  | { readonly type: 'socket'; readonly path: string; readonly stateDir?: string | undefined }
+  | { readonly type: 'stdio'; readonly storeUri: string; readonly env: NodeJS.ProcessEnv; readonly stateDir?: string | undefined }
 
 export interface ConnectOptions {
   /** Announce at most this minor version (tests use it to exercise older protocol paths). */
@@ -36,11 +40,19 @@ export interface ConnectOptions {
 interface Transport {
   readonly input: Readable
   readonly output: Writable
-  /** Ends the connection; with it go the temp roots the daemon's worker registered for it. */
+  /** Ends the connection at once; with it go the temp roots the daemon's worker registered for it. */
   destroy(): void
-  /** Settles once nothing of ours holds the roots any longer (for a child: once it has exited). */
-  readonly gone: Promise<void>
+  /**
+   * Ends the connection and settles once the daemon's side of it is gone too, so its roots are
+   * gone: a socket is half-closed and the worker's own close awaited (it drops its temp roots and
+   * then exits); a `nix-daemon --stdio` child is killed and its exit awaited. Waits at most
+   * `CLOSE_WAIT_MS` for a worker that does not hang up, then destroys.
+   */
+  end(): Promise<void>
 }
+
+/** How long `close()` waits for the daemon's worker to hang up after our half-close. */
+export const CLOSE_WAIT_MS = 2000
 
 interface Pending {
   // 'stderr': still in the log-message loop; 'result': the loop ended with LAST, the value follows
@@ -64,7 +76,23 @@ async function openSocket(path: string, signal: AbortSignal | undefined): Promis
     const why = code === 'ENOENT' || code === 'ECONNREFUSED' ? 'no Nix daemon is listening there' : String(err)
     throw new HoldError('store', `cannot connect to the Nix daemon at ${path}: ${why}`, { cause: err })
   }
-  return { input: socket, output: socket, destroy: () => socket.destroy(), gone: once(socket, 'close').then(() => undefined) }
+  // 'close' comes after 'error' too: waiting on it (not on once(), which rejects on 'error') can
+  // never reject, so a reset cannot surface as an unhandled rejection
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
+  return {
+    input: socket,
+    output: socket,
+    destroy: () => socket.destroy(),
+    async end() {
+      if (!socket.destroyed) {
+        socket.end()
+        const timer = setTimeout(() => socket.destroy(), CLOSE_WAIT_MS)
+        await closed
+        clearTimeout(timer)
+      }
+      await closed
+    },
+  }
 }
 
 async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<Transport> {
@@ -81,20 +109,27 @@ async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?
     if (signal?.aborted) throw signal.reason
     throw new HoldError('store', `cannot start nix-daemon --stdio for the local store: ${String(err)}`, { cause: err })
   }
-  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : once(child, 'exit').then(() => undefined)
-  return {
-    input: child.stdout!,
-    output: child.stdin!,
-    gone: exited,
-    destroy: () => {
-      child.stdin!.destroy()
-      child.stdout!.destroy()
-      child.kill('SIGKILL')
-    },
+  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const destroy = () => {
+    child.stdin!.destroy()
+    child.stdout!.destroy()
+    child.kill('SIGKILL')
   }
+  // The child's temp-roots file is locked while it lives, and a collector ignores an unlocked one:
+  // once it has exited, its roots are gone, so killing it is as good as a clean shutdown, and quicker.
+  return { input: child.stdout!, output: child.stdin!, destroy, end: () => (destroy(), exited) }
 }
 
 const readWord = (r: WireReader): number => r.u64()
+
+/** Refuses a protocol minor that no supported daemon can serve (a usage error, before any I/O). */
+export function checkMinor(minor: number): void {
+  if (!Number.isInteger(minor) || minor < OLDEST_MINOR || minor > NEWEST_MINOR) {
+    // below 1.21 the handshake differs (and Nix 2.3 would wait for a word never sent); Lix serves
+    // 1.35 and up only, Nix 2.33+ 1.18 and up
+    throw new HoldError('usage', `protocol minor ${minor} is outside what nix-hold speaks: 1.${OLDEST_MINOR} to 1.${NEWEST_MINOR}`)
+  }
+}
 
 /**
  * A handshaken connection to a Nix daemon. Temp roots added through it last exactly as long as it
@@ -107,7 +142,10 @@ export class DaemonConnection {
   readonly #pending = new Queue<Pending>()
   #outbox: Buffer[] = []
   #failure: HoldError | undefined
+  // the daemon's last error message, until a request succeeds after it: a daemon that hangs up
+  // right after an error (one it cannot recover from) is reported in its own words
   #lastError: string | undefined
+  #handshaken = false
   #closing = false
   #minor = OLDEST_MINOR
   #daemonVersion: string | undefined
@@ -122,21 +160,25 @@ export class DaemonConnection {
     this.#lost = new Promise((resolve) => (this.#markLost = resolve))
     transport.input.on('data', (chunk: Buffer) => this.#onData(chunk))
     transport.input.on('end', () => this.#fail(this.#closedError()))
-    transport.input.on('error', (err) => this.#fail(new HoldError('store', `connection to ${describeTarget(target)} failed: ${err.message}`, { cause: err })))
-    transport.output.on('error', (err) => this.#fail(new HoldError('store', `connection to ${describeTarget(target)} failed: ${err.message}`, { cause: err })))
+    transport.input.on('error', (err) => this.#fail(this.#closedError(err)))
+    transport.output.on('error', (err) => this.#fail(this.#closedError(err)))
   }
 
   /** Connects and handshakes; a daemon that is absent, too old or speaks garbage gives a HoldError of kind `store`. */
   static async open(target: DaemonTarget, { maxMinor = NEWEST_MINOR, signal }: ConnectOptions = {}): Promise<DaemonConnection> {
+    checkMinor(maxMinor)
     signal?.throwIfAborted()
     const transport = target.type === 'socket' ? await openSocket(target.path, signal) : await openStdioDaemon(target.storeUri, target.env, signal)
     const conn = new DaemonConnection(transport, target)
     const onAbort = () => conn.#fail(new HoldError('store', 'aborted', { cause: signal?.reason }))
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      await conn.#handshake(Math.min(maxMinor, NEWEST_MINOR))
+      await conn.#handshake(maxMinor)
+      conn.#handshaken = true
     } catch (err) {
-      await conn.close()
+      // nothing is held yet: no need to wait for the daemon to hang up politely
+      conn.#fail(isHoldError(err) ? err : new HoldError('store', String(err), { cause: err }))
+      await conn.transport.end()
       if (signal?.aborted) throw signal.reason
       throw err
     } finally {
@@ -230,20 +272,15 @@ export class DaemonConnection {
     })
   }
 
-  /** Adds a text file to the store (op 8, served by every daemon); returns its store path, held while the connection lasts. */
-  addTextToStore(name: string, contents: string, references: readonly string[] = []): Promise<string> {
-    return this.#request(new WireWriter().u64(Op.AddTextToStore).bytes(name).bytes(contents).strings(references), (r) => r.string())
-  }
-
   /**
-   * Closes the connection, and with it drops every temp root it registered; settles once our
-   * side is gone (a `nix-daemon --stdio` child has exited). Idempotent.
+   * Closes the connection, and with it drops every temp root it registered; settles once the
+   * daemon's side has hung up too (bounded by CLOSE_WAIT_MS), so a collection started after this
+   * settles may take the paths. Idempotent.
    */
   async close(): Promise<void> {
     this.#closing = true
-    this.#fail(new HoldError('store', 'connection closed'))
-    this.transport.destroy()
-    await this.transport.gone
+    this.#fail(new HoldError('store', 'connection closed'), false)
+    await this.transport.end()
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -329,9 +366,10 @@ export class DaemonConnection {
       if (msg.type === 'last') {
         head.phase = 'result'
       } else if (msg.type === 'error') {
-        if (this.#lastError === msg.message) {
-          throw new HoldError('store', `the Nix daemon broke off the connection: ${msg.message}`)
-        }
+        // An error answers the request at the head. Whether it also ends the connection shows
+        // only in what follows: a daemon that cannot go on hangs up (its error may even arrive
+        // twice first), and then #closedError reports it. Identical errors in a row are not a
+        // sign of that: two roots refused for the same reason are two answers on a live connection.
         this.#lastError = msg.message
         this.#pending.shift()
         head.reject(new HoldError('store', msg.message))
@@ -341,25 +379,34 @@ export class DaemonConnection {
     }
   }
 
-  // A daemon that cannot parse a request's arguments sends the error twice and hangs up
-  // (docs §4): when the last unanswered bytes are such an error, report the daemon's own words.
-  #closedError(): HoldError {
-    let why = ''
+  // How the connection ended, in the daemon's own words when it said any: a daemon that cannot go
+  // on sends an error and hangs up, and with requests of ours still unread the hang-up arrives as
+  // a reset (ECONNRESET) rather than a clean close. Its error may also still sit unparsed in the
+  // buffer (no request was waiting for it).
+  #closedError(err?: Error): HoldError {
+    let why = this.#lastError
     try {
       const m = tryRead(this.#buf, this.#readMessage, this.#at)
-      if (m?.value.type === 'error') why = `: ${m.value.message}`
+      if (m?.value.type === 'error') why = m.value.message
     } catch {
       // what is left is not a message at all; the plain report below says enough
     }
-    return new HoldError('store', `${describeTarget(this.target)} closed the connection${why}`)
+    const where = describeTarget(this.target)
+    const how = err ? `reset the connection (${(err as NodeJS.ErrnoException).code ?? err.message})` : 'closed the connection'
+    if (why !== undefined) return new HoldError('store', `${where} ${how}: ${why}`, { cause: err })
+    if (!this.#handshaken) {
+      // Nix checks allowed-users and trusted-users before it says a word, and refuses by hanging up
+      return new HoldError('store', `${where} ${how} before the handshake: the daemon refuses this user (allowed-users and trusted-users in its nix.conf), or it is not a Nix daemon`, { cause: err })
+    }
+    return new HoldError('store', `${where} ${how}`, { cause: err })
   }
 
-  #fail(err: HoldError): void {
+  #fail(err: HoldError, destroy = true): void {
     if (this.#failure) return
     this.#failure = this.#closing ? new HoldError('store', 'connection closed') : err
     const pending = this.#pending.takeAll()
     for (const p of pending) p.reject(this.#failure)
     this.#markLost(this.#failure)
-    this.transport.destroy()
+    if (destroy) this.transport.destroy()
   }
 }

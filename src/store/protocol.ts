@@ -16,7 +16,6 @@ export const OLDEST_MINOR = 21
 
 export const Op = {
   IsValidPath: 1,
-  AddTextToStore: 8,
   AddTempRoot: 11,
   QueryValidPaths: 31,
 } as const

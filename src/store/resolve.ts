@@ -1,8 +1,11 @@
-// Which store a build uses, decided the way Nix decides it (src/libstore/store-api.cc, 2.8):
-// an explicit store URL, else NIX_REMOTE, else "auto".
+// Which store a build uses, decided the way Nix decides it (src/libstore/store-api.cc): a store
+// named on the command line, else the `store` setting from nix.conf or NIX_CONFIG, else
+// NIX_REMOTE, else "auto".
 
 import { accessSync, constants, existsSync } from 'node:fs'
+import { join } from 'node:path'
 import { HoldError } from '../errors.js'
+import { readNixConfig } from './config.js'
 import type { DaemonTarget } from './daemon.js'
 
 const stateDir = (env: NodeJS.ProcessEnv): string => env.NIX_STATE_DIR || '/nix/var/nix'
@@ -20,22 +23,61 @@ const writable = (dir: string): boolean => {
   }
 }
 
+/** What "auto" needs to know of the machine; tests supply their own. */
+export interface Machine {
+  readonly writable: (dir: string) => boolean
+  readonly exists: (path: string) => boolean
+  readonly isRoot: boolean
+}
+
+const thisMachine = (): Machine => ({ writable, exists: existsSync, isRoot: process.getuid?.() === 0 })
+
+/** The store URL Nix would use under `env` when its command line names none. */
+export function configuredStore(env: NodeJS.ProcessEnv): string {
+  return readNixConfig(env).get('store') || env.NIX_REMOTE || 'auto'
+}
+
+// A local store's state directory: its `state` parameter, else under its `root`, else NIX_STATE_DIR.
+function localStateDir(uri: string, env: NodeJS.ProcessEnv): string {
+  const [scheme = '', query = ''] = uri.split('?', 2)
+  const params = new URLSearchParams(query)
+  const root = scheme.startsWith('/') ? scheme : params.get('root')
+  return params.get('state') || (root ? join(root, 'nix', 'var', 'nix') : stateDir(env))
+}
+
+// A daemon socket at <state dir>/daemon-socket/socket tells us its store's state directory.
+const socketTarget = (path: string): DaemonTarget => {
+  const m = /^(.*)\/daemon-socket\/socket$/.exec(path)
+  return { type: 'socket', path, stateDir: m?.[1] || undefined }
+}
+
 /**
- * Where to hold roots for the store `uri` (undefined: NIX_REMOTE, then auto). A store that cannot
- * hold temp roots (a binary cache, an SSH store) is a HoldError of kind `store`.
+ * Where to hold roots for the store `uri` (undefined: as Nix picks it from `env`). A store that
+ * cannot hold temp roots (a binary cache, an SSH store) is a HoldError of kind `store`.
  */
-export function resolveStore(uri: string | undefined, env: NodeJS.ProcessEnv): DaemonTarget {
-  const chosen = uri ?? env.NIX_REMOTE ?? ''
+export function resolveStore(uri: string | undefined, env: NodeJS.ProcessEnv, machine: Machine = thisMachine()): DaemonTarget {
+  const chosen = uri ?? configuredStore(env)
   const [scheme = '', query = ''] = chosen.split('?', 2)
-  if (scheme === 'daemon') return { type: 'socket', path: defaultSocketPath(env) }
-  if (scheme.startsWith('unix://')) return { type: 'socket', path: scheme.slice('unix://'.length) || defaultSocketPath(env) }
-  if (scheme === 'local' || scheme.startsWith('/')) return { type: 'stdio', storeUri: chosen, env }
-  if (scheme === '' || scheme === 'auto') {
-    // Nix picks the local store when it may write the state directory (root, single-user), else the daemon.
-    if (writable(stateDir(env)) || !existsSync(defaultSocketPath(env))) {
-      return { type: 'stdio', storeUri: query ? `local?${query}` : 'local', env }
-    }
-    return { type: 'socket', path: defaultSocketPath(env) }
-  }
+  if (scheme === 'daemon') return socketTarget(defaultSocketPath(env))
+  if (scheme.startsWith('unix://')) return socketTarget(scheme.slice('unix://'.length) || defaultSocketPath(env))
+  if (scheme === 'local' || scheme.startsWith('/')) return { type: 'stdio', storeUri: chosen, env, stateDir: localStateDir(chosen, env) }
+  if (scheme === '' || scheme === 'auto') return resolveAuto(query, env, machine)
   throw new HoldError('store', `cannot hold roots in the store "${chosen}": only a local store or a Nix daemon (daemon, unix://…, local, auto) keeps temporary roots`)
+}
+
+// "auto", in Nix's order: the local store when its state directory may be written (root,
+// single-user), else the daemon when its socket exists, else (Nix 2.10+, Linux, not root, no
+// /nix at all, nothing relocated) a store under the user's data directory, else local.
+function resolveAuto(query: string, env: NodeJS.ProcessEnv, machine: Machine): DaemonTarget {
+  const local = (uri: string): DaemonTarget => ({ type: 'stdio', storeUri: uri, env, stateDir: localStateDir(uri, env) })
+  const params = new URLSearchParams(query)
+  const state = params.get('state') || stateDir(env)
+  if (machine.writable(state)) return local(query ? `local?${query}` : 'local')
+  if (machine.exists(defaultSocketPath(env))) return socketTarget(defaultSocketPath(env))
+  if (process.platform === 'linux' && query === '' && !machine.isRoot && !machine.exists(state) && !env.NIX_STORE_DIR && !env.NIX_STATE_DIR) {
+    // Nix 2.25 added NIX_DATA_HOME; before it, and without it, the XDG data directory
+    const data = env.NIX_DATA_HOME || join(env.XDG_DATA_HOME || join(env.HOME || '/', '.local', 'share'), 'nix')
+    return local(`local?root=${join(data, 'root')}`)
+  }
+  return local(query ? `local?${query}` : 'local')
 }

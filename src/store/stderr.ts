@@ -13,12 +13,13 @@ export type StderrMessage =
   | { readonly type: 'read'; readonly max: number }
   | { readonly type: 'write' }
 
-// Activity fields are typed: 0 = a word, 1 = a string (src/libutil/logging.hh).
+// Activity fields are typed: 0 = a word, 1 = a string (src/libutil/logging.hh). A word field may
+// be any u64 (an activity id among them), so it is skipped as raw bytes, never read as a number.
 function skipFields(r: WireReader): void {
   const n = r.u64()
   for (let i = 0; i < n; i++) {
     const tag = r.u64()
-    if (tag === 0) r.u64()
+    if (tag === 0) r.raw(8)
     else if (tag === 1) r.bytes()
     else throw new HoldError('store', `the Nix daemon sent an activity field of unknown type ${tag}`)
   }
@@ -61,20 +62,22 @@ export function readStderrMessage(r: WireReader, minor: number): StderrMessage {
       return { type: 'error', ...readError(r, minor) }
     case Stderr.Next:
       return { type: 'log', text: r.string() }
+    // Activity ids are (worker pid << 32) + n: with pids above 2^21 they pass 2^53, which a
+    // JavaScript number cannot hold. They are only skipped here, so they stay raw bytes.
     case Stderr.StartActivity:
-      r.u64() // id
-      r.u64() // level
-      r.u64() // activity type
+      r.raw(8) // id
+      r.raw(8) // level
+      r.raw(8) // activity type
       r.bytes() // text
       skipFields(r)
-      r.u64() // parent id
+      r.raw(8) // parent id
       return { type: 'activity' }
     case Stderr.StopActivity:
-      r.u64()
+      r.raw(8) // id
       return { type: 'activity' }
     case Stderr.Result:
-      r.u64() // activity id
-      r.u64() // result type
+      r.raw(8) // activity id
+      r.raw(8) // result type
       skipFields(r)
       return { type: 'activity' }
     case Stderr.Read:

@@ -12,12 +12,70 @@ import { execa } from 'execa'
 
 export const FIXTURES = new URL('../fixtures/', import.meta.url).pathname
 
-const NIX_CONF = `substituters =
+// Nix 2.3 has no experimental features (it warns about the setting), and `nix` there needs none.
+const nixConf = (legacy: boolean): string => `substituters =
 sandbox = false
 build-users-group =
-experimental-features = nix-command
-fsync-metadata = false
+${legacy ? '' : 'experimental-features = nix-command\n'}fsync-metadata = false
 `
+
+/**
+ * Which Nix the tests run against. The matrix (scripts/test.sh, vitest.config.ts) sets these per
+ * project: the bin dir whose `nix-daemon` serves the instance, and the bin dir whose `nix`,
+ * `nix-build` and `nix-store` (and `nix-daemon --stdio`) the clients find first on PATH. Unset, both
+ * are the Nix on PATH (Debian's nix-bin).
+ */
+const DAEMON_BIN = process.env.NIX_HOLD_TEST_DAEMON_BIN || undefined
+const CLIENT_BIN = process.env.NIX_HOLD_TEST_CLIENT_BIN || undefined
+
+/** A Nix version as numbers, for gating what older releases lack. */
+export interface NixVersion {
+  readonly text: string
+  readonly major: number
+  readonly minor: number
+  /** Whether this is Nix 2.3 or older: `nix build` has no --json, and files live where NIX_DATA_DIR says. */
+  readonly legacy: boolean
+}
+
+function versionOf(bin: string | undefined): NixVersion {
+  const exe = bin ? join(bin, 'nix-store') : 'nix-store'
+  const out = execFileSync(exe, ['--version'], { encoding: 'utf8', env: { ...process.env, ...legacyDirs(bin) } })
+  const m = /(\d+)\.(\d+)(\.\d+)?/.exec(out)
+  if (!m) throw new Error(`cannot read a version from ${exe} --version: ${out}`)
+  const [major, minor] = [Number(m[1]), Number(m[2])]
+  return { text: m[0], major, minor, legacy: major < 2 || (major === 2 && minor < 4) }
+}
+
+// Nix 2.3 reads its corepkgs and build hook from compiled-in /opt paths unless told where its tree
+// is (../shared/nix-versions/README.md); newer trees need nothing.
+function legacyDirs(bin: string | undefined): NodeJS.ProcessEnv {
+  if (!bin || !existsSync(join(bin, '..', 'share', 'nix', 'corepkgs'))) return {}
+  return { NIX_DATA_DIR: join(bin, '..', 'share'), NIX_LIBEXEC_DIR: join(bin, '..', 'libexec'), NIX_BIN_DIR: bin }
+}
+
+let versions: { client: NixVersion; daemon: NixVersion } | undefined
+/** The client's and the daemon's Nix version in this test project (read once). */
+export function nixVersions(): { client: NixVersion; daemon: NixVersion } {
+  requireNix()
+  versions ??= { client: versionOf(CLIENT_BIN), daemon: versionOf(DAEMON_BIN) }
+  return versions
+}
+
+/** A label for this project's Nix, as failures and skips name it: "2.24.15" or "2.24.15 daemon, 2.8.0 client". */
+export function nixLabel(): string {
+  const { client, daemon } = nixVersions()
+  return client.text === daemon.text ? client.text : `${daemon.text} daemon, ${client.text} client`
+}
+
+/**
+ * The command that builds demo.nix with `n` under nix-hold: `nix build` where it has --json, else
+ * `nix-build` (Nix 2.3).
+ */
+export function demoCommand(n: string, fixture = 'demo.nix'): string[] {
+  return nixVersions().client.legacy
+    ? ['nix-build', join(FIXTURES, fixture), '--argstr', 'n', n]
+    : ['nix', 'build', '-f', join(FIXTURES, fixture), '--argstr', 'n', n]
+}
 
 export interface NixInstance {
   readonly root: string
@@ -28,6 +86,11 @@ export interface NixInstance {
   readonly env: NodeJS.ProcessEnv
   /** Builds `demo.nix` with `n` and returns its output path (rooted by nothing once this returns). */
   buildDemo(n: string): Promise<string>
+  /**
+   * Adds `count` small files to the store with one `nix-store --add` (any Nix, any daemon: no
+   * worker-protocol op that some daemons lack); returns their paths, rooted by nothing.
+   */
+  addFiles(label: string, count?: number): Promise<string[]>
   /** Runs a full garbage collection. */
   gc(): Promise<void>
   isValid(path: string): Promise<boolean>
@@ -50,8 +113,9 @@ export interface NixInstance {
 /** Fails with a clear message when Nix is not installed, rather than skipping. */
 function requireNix(): void {
   try {
-    execFileSync('nix-daemon', ['--version'], { stdio: 'ignore' })
+    execFileSync(DAEMON_BIN ? join(DAEMON_BIN, 'nix-daemon') : 'nix-daemon', ['--version'], { stdio: 'ignore', env: { ...process.env, ...legacyDirs(DAEMON_BIN) } })
   } catch {
+    if (DAEMON_BIN) throw new Error(`${DAEMON_BIN}/nix-daemon does not run: install it with ../shared/nix-versions/install.sh, or run bash .ci/run, which does`)
     throw new Error('nix-daemon is not on PATH: install Nix (on Debian, as root: apt-get install -y nix-bin), or run bash .ci/run, which does')
   }
 }
@@ -60,8 +124,10 @@ function requireNix(): void {
 export function nixEnv(root: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {}
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('NIX_')) env[k] = v
+  if (CLIENT_BIN) env.PATH = `${CLIENT_BIN}:${env.PATH ?? '/usr/bin:/bin'}`
   return {
     ...env,
+    ...legacyDirs(CLIENT_BIN),
     NIX_STORE_DIR: join(root, 'store'),
     NIX_STATE_DIR: join(root, 'var'),
     NIX_LOG_DIR: join(root, 'log'),
@@ -97,20 +163,28 @@ function childrenOf(pid: number): number[] {
     .map(Number)
 }
 
+export interface StartOptions {
+  /** Lines appended to the instance's nix.conf. */
+  readonly extraConf?: string
+}
+
 /** Starts a daemon on a fresh instance and waits for its socket. */
-export async function startNix(): Promise<NixInstance> {
+export async function startNix({ extraConf = '' }: StartOptions = {}): Promise<NixInstance> {
   requireNix()
   const root = mkdtempSync(join(scratch(), 'nix-hold-test-'))
   mkdirSync(join(root, 'etc'))
   mkdirSync(join(root, 'home'))
-  writeFileSync(join(root, 'etc', 'nix.conf'), NIX_CONF)
+  const { client, daemon: daemonVersion } = nixVersions()
+  writeFileSync(join(root, 'etc', 'nix.conf'), nixConf(client.legacy || daemonVersion.legacy) + extraConf)
   const env = nixEnv(root)
   const socketPath = join(root, 'var', 'daemon-socket', 'socket')
   let daemon: ChildProcess | undefined
 
   async function startDaemon(): Promise<void> {
     rmSync(socketPath, { force: true })
-    const child = spawn('nix-daemon', [], { env: { ...env, NIX_REMOTE: 'local' }, detached: true, stdio: 'ignore' })
+    const daemonEnv: NodeJS.ProcessEnv = { ...env, ...legacyDirs(DAEMON_BIN), NIX_REMOTE: 'local' }
+    if (DAEMON_BIN) daemonEnv.PATH = `${DAEMON_BIN}:${daemonEnv.PATH}`
+    const child = spawn(DAEMON_BIN ? join(DAEMON_BIN, 'nix-daemon') : 'nix-daemon', [], { env: daemonEnv, detached: true, stdio: 'ignore' })
     daemon = child
     for (let waited = 0; !existsSync(socketPath); waited += 20) {
       if (waited > 20_000) throw new Error(`nix-daemon did not create ${socketPath}`)
@@ -147,6 +221,14 @@ export async function startNix(): Promise<NixInstance> {
     async buildDemo(n) {
       const { stdout } = await run('nix-build', [join(FIXTURES, 'demo.nix'), '--argstr', 'n', n, '--no-out-link'])
       return stdout.trim()
+    },
+    async addFiles(label, count = 1) {
+      const dir = mkdtempSync(join(root, 'files-'))
+      const files = Array.from({ length: count }, (_, i) => join(dir, `${label}-${i}`))
+      for (const [i, f] of files.entries()) writeFileSync(f, `${label} ${i}\n`)
+      const { stdout } = await run('nix-store', ['--add', ...files])
+      rmSync(dir, { recursive: true })
+      return stdout.trim().split('\n')
     },
     async gc() {
       await run('nix-store', ['--gc'])

@@ -1,39 +1,79 @@
-// The worker-protocol client against the real Nix daemon, at every protocol minor it must speak.
+// The worker-protocol client against the real Nix daemon of this test project (the matrix runs it
+// on Nix 2.3, 2.8, 2.18 and 2.24), at every protocol minor it must speak.
 
-import { describe, expect, it } from 'vitest'
+import { renameSync, rmSync, writeFileSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DaemonConnection } from '../../src/store/daemon.js'
-import { unique, useNix } from '../helpers/nix.js'
+import { nixLabel, nixVersions, startNix, unique, useNix, type NixInstance } from '../helpers/nix.js'
 
 const nix = useNix()
 
 const socket = () => ({ type: 'socket' as const, path: nix.socketPath })
 
-describe.each([21, 25, 26, 27, 33, 34, 38])('announcing protocol 1.%i', (minor) => {
-  it('adds a temp root that keeps a path through GC until the connection closes', async () => {
+// The protocol minor each daemon in the matrix speaks (../shared/nix-versions/README.md).
+const DAEMON_MINOR: Record<string, number> = { '2.3': 21, '2.8': 34, '2.18': 35, '2.24': 38 }
+const daemonMinor = (): number => {
+  const { daemon } = nixVersions()
+  const minor = DAEMON_MINOR[`${daemon.major}.${daemon.minor}`]
+  if (minor === undefined) throw new Error(`no known protocol minor for Nix ${daemon.text}; add it to DAEMON_MINOR`)
+  return minor
+}
+
+// Replaces the state directory's temproots/ with a plain file while `body` runs: a worker that
+// has not yet opened its temp-roots file then fails every AddTempRoot, as on a full disk or a
+// read-only state directory. Nix reports that as an error and keeps the connection.
+async function withTempRootsBroken<T>(body: () => Promise<T>): Promise<T> {
+  const dir = join(nix.stateDir, 'temproots')
+  const saved = `${dir}.saved-${process.pid}`
+  mkdirSync(dir, { recursive: true })
+  renameSync(dir, saved)
+  writeFileSync(dir, 'not a directory\n')
+  try {
+    return await body()
+  } finally {
+    rmSync(dir)
+    renameSync(saved, dir)
+  }
+}
+
+describe.each([21, 25, 26, 27, 33, 34, 35, 38])(`announcing protocol 1.%i (Nix ${nixLabel()})`, (minor) => {
+  it('negotiates min(ours, the daemon\'s) and holds a temp root through GC until the connection closes', async () => {
     const conn = await DaemonConnection.open(socket(), { maxMinor: minor })
-    expect(conn.minor).toBe(Math.min(minor, 34)) // the local daemon is Nix 2.8: 1.34
-    const path = await nix.buildDemo(unique(`minor-${minor}`))
-    await conn.addTempRoot(path)
-    expect(await conn.isValidPath(path)).toBe(true)
-    const missing = path.replace(/-demo-/, '-nothere-')
-    expect(await conn.queryValidPaths([path, missing])).toEqual(new Set([path]))
+    const negotiated = Math.min(minor, daemonMinor())
+    expect(conn.minor).toBe(negotiated)
+    // what the handshake carries from 1.33 and 1.35 on, read from a real daemon
+    expect(conn.daemonVersion).toBe(negotiated >= 33 ? nixVersions().daemon.text : undefined)
+    expect(conn.trust).toBe(negotiated >= 35 ? 'trusted' : undefined) // root is a trusted user by default
+    const [path] = await nix.addFiles(unique(`minor-${minor}`))
+    await conn.addTempRoot(path!)
+    expect(await conn.isValidPath(path!)).toBe(true)
+    const missing = path!.replace(/-minor-/, '-nothere-')
+    expect(await conn.queryValidPaths([path!, missing])).toEqual(new Set([path]))
     expect(await conn.isValidPath(missing)).toBe(false)
 
     await nix.gc()
-    expect(await nix.isValid(path)).toBe(true)
-    await conn.close()
-    await conn.lost
+    expect(await nix.isValid(path!)).toBe(true)
+    await conn.close() // settles once the daemon's worker has hung up: no waiting after it
     await nix.gc()
-    expect(await nix.isValid(path)).toBe(false)
+    expect(await nix.isValid(path!)).toBe(false)
   })
 
-  it('turns a daemon error into a store error carrying the daemon\'s message', async () => {
+  it('takes two identical failed AddTempRoots as two answers, and the connection (and its roots) stays', async () => {
+    const [held] = await nix.addFiles(unique('held-before'))
     const conn = await DaemonConnection.open(socket(), { maxMinor: minor })
-    // AddTextToStore with a reference that is not valid fails after the arguments are read,
-    // so the connection stays usable
-    const bogus = `${nix.storeDir}/00000000000000000000000000000000-bogus`
-    await expect(conn.addTextToStore('x', 'y', [bogus])).rejects.toMatchObject({ kind: 'store', message: expect.stringContaining('bogus') })
-    expect(await conn.isValidPath(bogus)).toBe(false)
+    await conn.addTempRoot(held!) // opens this worker's temp-roots file while it still can
+    const other = await DaemonConnection.open(socket(), { maxMinor: minor })
+    const [a, b] = await nix.addFiles(unique('refused'), 2)
+    const results = await withTempRootsBroken(() => Promise.allSettled([other.addTempRoot(a!), other.addTempRoot(b!), other.isValidPath(a!)]))
+    expect(results[0]).toMatchObject({ status: 'rejected', reason: { kind: 'store', message: expect.stringContaining('temproots') } })
+    expect(results[1]).toMatchObject({ status: 'rejected', reason: { kind: 'store', message: (results[0] as PromiseRejectedResult).reason.message } })
+    expect(results[2]).toEqual({ status: 'fulfilled', value: true })
+    expect(other.isOpen).toBe(true)
+    await other.close()
+    expect(conn.isOpen).toBe(true)
+    await nix.gc()
+    expect(await nix.isValid(held!)).toBe(true)
     await conn.close()
   })
 })
@@ -51,11 +91,26 @@ it('pipelines 20,000 AddTempRoot requests without deadlocking', async () => {
 it('holds a root in a local store through a nix-daemon --stdio child', async () => {
   const env = { ...nix.env, NIX_REMOTE: 'local' }
   const conn = await DaemonConnection.open({ type: 'stdio', storeUri: 'local', env })
-  const path = await conn.addTextToStore('stdio-held', `held by ${process.pid}`)
-  await conn.addTempRoot(path)
+  const [path] = await nix.addFiles(unique('stdio-held'))
+  await conn.addTempRoot(path!)
   await nix.gc()
-  expect(await nix.isValid(path)).toBe(true)
+  expect(await nix.isValid(path!)).toBe(true)
   await conn.close() // settles once the child has exited, and its temp roots with it
   await nix.gc()
-  expect(await nix.isValid(path)).toBe(false)
+  expect(await nix.isValid(path!)).toBe(false)
+})
+
+describe('a daemon that refuses this user', () => {
+  // Nix checks allowed-users (and trusted-users, which root is in by default) before the
+  // handshake, and refuses by closing the connection without a word
+  let refusing: NixInstance
+  beforeAll(async () => {
+    refusing = await startNix({ extraConf: 'allowed-users = nobody\ntrusted-users = nobody\n' })
+  })
+  afterAll(async () => refusing?.stop())
+
+  it('is a store error that says the daemon refused before the handshake', async () => {
+    const opening = DaemonConnection.open({ type: 'socket', path: refusing.socketPath })
+    await expect(opening).rejects.toMatchObject({ kind: 'store', message: expect.stringMatching(/before the handshake: the daemon refuses this user/) })
+  })
 })

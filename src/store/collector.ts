@@ -1,0 +1,76 @@
+// Whether a garbage collection is running on a store whose state directory this machine can see,
+// and waiting for it to end.
+//
+// Why this exists: from Nix 2.5 to 2.34, a temp root that reaches a running collector (through
+// the collector's socket) for a path the collector has already judged dead is acknowledged, and
+// the path is deleted anyway (fixed in Nix 2.35.0). A root is therefore trustworthy only once no
+// collection that was running when it was added is still running: then whatever that collection
+// deleted is gone, and the validity answer that follows is final, because a collection that starts
+// later reads the root at its start. Nix 2.3 needs none of this (adding a root waits for a running
+// collection there), and its state directory has no collector socket, so the check costs nothing.
+//
+// A collector listens on <state dir>/gc-socket/socket from before it reads the roots until after
+// its last deletion; it leaves the file behind, so a finished collection refuses connections
+// (ECONNREFUSED). When it finishes, it shuts down every client connection: waiting for that is
+// waiting for the collection, with no polling.
+
+import { createConnection } from 'node:net'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+export const gcSocketPath = (stateDir: string): string => join(stateDir, 'gc-socket', 'socket')
+
+// Any of these means no collector is listening there now: ENOENT (no 2.5+ collection ever ran
+// on this state directory, or Nix 2.3), ECONNREFUSED (the last one has ended), ENOTDIR. EACCES:
+// the directory is not ours to see, while a collector's socket and its directory are open to all.
+const IDLE = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTDIR', 'EACCES'])
+
+/**
+ * Connects to the collector's socket: 'idle' when nothing listens; 'ended' once the collection
+ * that accepted us has ended; 'retry' for a connect that failed otherwise (EAGAIN: its backlog of
+ * waiting connections is full, so a collection is running).
+ */
+function probe(path: string, signal: AbortSignal | undefined): Promise<'idle' | 'ended' | 'retry'> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ path })
+    let connected = false
+    let code: string | undefined
+    const onAbort = () => socket.destroy()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    socket.once('connect', () => {
+      connected = true
+      // nothing is sent: the collector's reader sees no path, and ends our connection when done
+      socket.resume()
+    })
+    socket.once('error', (err: NodeJS.ErrnoException) => (code = err.code))
+    socket.once('close', () => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve(connected ? 'ended' : IDLE.has(code ?? '') ? 'idle' : 'retry')
+    })
+  })
+}
+
+export interface WaitOptions {
+  /** Told once, when there is a collection to wait for. */
+  readonly onWait?: (socketPath: string) => void
+  readonly signal?: AbortSignal | undefined
+}
+
+/**
+ * Settles once no garbage collection is running on the store whose state directory is
+ * `stateDir`: at once when none is (one refused connect), else after the running one (and any
+ * that follows it straight away) has ended. Returns whether it had to wait.
+ */
+export async function waitForCollections(stateDir: string, { onWait, signal }: WaitOptions = {}): Promise<boolean> {
+  const path = gcSocketPath(stateDir)
+  let waited = false
+  for (;;) {
+    signal?.throwIfAborted()
+    const state = await probe(path, signal)
+    if (state === 'idle') return waited
+    if (!waited) onWait?.(path)
+    waited = true
+    // a full backlog gives no connection to wait on: try again shortly
+    if (state === 'retry') await sleep(20, undefined, signal ? { signal } : {})
+  }
+}
