@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { build } from 'esbuild'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { FIXTURES, unique, useNix } from './helpers/nix.js'
+import { FIXTURES, demoCommand, unique, useNix } from './helpers/nix.js'
 import { CLI } from './helpers/wrapper.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
@@ -27,7 +27,8 @@ beforeAll(() => {
 })
 const demo = (tool: 'nix' | 'nix-build') => {
   const n = unique('example')
-  return tool === 'nix' ? ['nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n] : ['nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
+  // Nix 2.3's nix build has no --json: demoCommand gives its nix-build there
+  return tool === 'nix' ? demoCommand(n) : ['nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
 }
 
 /** The example's stdout, line by line. */

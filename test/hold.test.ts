@@ -3,7 +3,7 @@
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
 import { buildAndHold, holdPaths, HoldError } from '../src/index.js'
-import { FIXTURES, unique, useNix, demoCommand } from './helpers/nix.js'
+import { FIXTURES, demoCommand, failedBuildCode, nixVersions, scriptCommand, unique, useNix } from './helpers/nix.js'
 
 const nix = useNix()
 
@@ -14,7 +14,8 @@ it('holds a build for the scope of `await using`, and releases when the scope en
   {
     await using hold = await buildAndHold(demo(), { env: nix.env })
     path = hold.paths[0]!
-    expect(hold.derivations?.[0]?.outputs.out).toBe(path)
+    // nix build reports per derivation; nix-build (used on Nix 2.3) only prints paths
+    expect(hold.derivations?.[0]?.outputs.out).toBe(nixVersions().client.legacy ? undefined : path)
     await nix.gc()
     expect(await nix.isValid(path)).toBe(true)
   }
@@ -49,9 +50,10 @@ it('gives each hold its own connection: releasing one leaves the other\'s roots'
 })
 
 it('rejects a failed build with kind build and the build command\'s exit code', async () => {
-  const err = await buildAndHold(['nix-build', join(FIXTURES, 'fail.nix'), '--argstr', 'n', `lib-fail-${process.pid}`], { env: nix.env }).catch((e: unknown) => e)
+  const command = ['nix-build', join(FIXTURES, 'fail.nix'), '--argstr', 'n', `lib-fail-${process.pid}`]
+  const err = await buildAndHold(command, { env: nix.env }).catch((e: unknown) => e)
   expect(err).toBeInstanceOf(HoldError)
-  expect(err).toMatchObject({ kind: 'build', exitCode: 1 })
+  expect(err).toMatchObject({ kind: 'build', exitCode: failedBuildCode(command) })
 })
 
 it('takes the store from options.store and passes it to the build', async () => {
@@ -63,7 +65,7 @@ it('takes the store from options.store and passes it to the build', async () => 
 
 it('aborts a build through options.signal', async () => {
   const controller = new AbortController()
-  const slow = ['nix', 'build', '--impure', '--expr', `derivation { name = "slow-${process.pid}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" "/bin/sleep 30" ]; }`]
+  const slow = scriptCommand(`slow-${process.pid}`, '/bin/sleep 30')
   const pending = buildAndHold(slow, { env: nix.env, signal: controller.signal })
   setTimeout(() => controller.abort(new Error('changed my mind')), 300)
   await expect(pending).rejects.toThrow('changed my mind')

@@ -1,9 +1,10 @@
 // --keep mode and {"keep"} requests against a real daemon.
 
-import { symlinkSync } from 'node:fs'
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { execa } from 'execa'
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
-import { unique, useNix } from './helpers/nix.js'
+import { nixVersions, unique, useNix } from './helpers/nix.js'
 import { startWrapper } from './helpers/wrapper.js'
 
 const nix = useNix()
@@ -85,4 +86,29 @@ it('holds 10,000 paths given on the command line', async () => {
   await w.exit
   await nix.gc()
   expect(await nix.isValid(paths[5000]!)).toBe(false)
+})
+
+it.each(['nix.conf', 'NIX_CONFIG'] as const)('holds in the store that `store = …` in %s names, as the Nix in use picks it', async (where) => {
+  if (where === 'NIX_CONFIG' && nixVersions().client.legacy) return // Nix 2.3 has no NIX_CONFIG; nix.conf covers it
+  // another store with the same store directory (a chroot store under `root`): a path valid
+  // there is not valid in the instance's own store, so holding it in the wrong one fails
+  const root = join(nix.root, unique('other-store'))
+  const setting = `store = local?root=${root}\n`
+  const etc = join(nix.root, unique('etc'))
+  mkdirSync(etc)
+  writeFileSync(join(etc, 'nix.conf'), readFileSync(join(nix.env.NIX_CONF_DIR!, 'nix.conf'), 'utf8') + (where === 'nix.conf' ? setting : ''))
+  const env = { ...nix.env, NIX_CONF_DIR: etc, ...(where === 'NIX_CONFIG' ? { NIX_CONFIG: setting } : {}) } // NIX_REMOTE=daemon stays: the setting wins
+  const file = join(root, '..', `${unique('payload')}.txt`)
+  writeFileSync(file, 'held in the other store\n')
+  const run = (args: string[]) => execa('nix-store', args, { env, extendEnv: false, stdin: 'ignore' })
+  const path = (await run(['--add', file])).stdout.trim()
+  expect(await nix.isValid(path)).toBe(false) // not in the instance's own store
+  const w = startWrapper(['--keep', path], env)
+  expect(await w.next()).toEqual({ kept: [path] })
+  await run(['--gc'])
+  expect((await run(['--check-validity', path])).exitCode).toBe(0)
+  w.send({ release: true })
+  expect(await w.next()).toEqual({ released: true })
+  await run(['--gc'])
+  await expect(run(['--check-validity', path])).rejects.toThrow()
 })

@@ -27,6 +27,9 @@ read -r _ # a pause point for the caller: stands in for copying to the target an
 
 "$system/bin/switch-to-configuration"
 nix-env --profile "$profile" --set "$system"
+# Nix 2.3 roots only profiles under /nix/var/nix/profiles; register this generation's link as a
+# root itself, as Nix 2.4+ does on its own (where this repeats that, harmlessly)
+nix-store --realise "$system" --add-root "$(dirname "$profile")/$(readlink "$profile")" --indirect >/dev/null
 echo "profile $profile -> $(readlink -f "$profile")"
 
 echo '{"release":true}' >&"${HOLD[1]}"

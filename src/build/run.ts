@@ -74,7 +74,9 @@ async function refuseOldNixBuild(command: BuildCommand, env: NodeJS.ProcessEnv):
   throw new HoldError('usage', `Nix ${m[0]}'s "nix build" cannot report what it built (it has no --json, which came in Nix 2.4); wrap nix-build instead, e.g. nix-hold ... -- nix-build FILE -A ATTR`, { exitCode: 1 })
 }
 
-const parseLines = (stdout: string): string[] => stdout.split('\n').filter((line) => line.length > 0)
+// Each path once, in the order first reported: Nix 2.24's `nix build -f FILE out lib` reports the
+// derivation once per attribute named, outputs and all.
+const parseLines = (stdout: string): string[] => [...new Set(stdout.split('\n').filter((line) => line.length > 0))]
 
 // `nix build --json`: [{"drvPath": ..., "outputs": {"out": ...}}], or {"path": ...} for a store path given as such.
 function parseJsonOutputs(stdout: string): BuildResult {
@@ -87,19 +89,22 @@ function parseJsonOutputs(stdout: string): BuildResult {
   if (!Array.isArray(entries)) throw new HoldError('build', 'nix build --json printed something other than a list', { exitCode: 0 })
   const derivations: BuiltDerivation[] = []
   const paths: string[] = []
+  const seen = new Set<string>() // an entry as it will be reported, to drop repeats
+  const add = (derivation: BuiltDerivation): void => {
+    const key = JSON.stringify(derivation)
+    if (seen.has(key)) return
+    seen.add(key)
+    derivations.push(derivation)
+    for (const path of Object.values(derivation.outputs)) if (!paths.includes(path)) paths.push(path)
+  }
   for (const entry of entries as Array<Record<string, unknown>>) {
     if (typeof entry?.path === 'string') {
-      paths.push(entry.path)
-      derivations.push({ outputs: { out: entry.path } })
+      add({ outputs: { out: entry.path } })
     } else if (typeof entry?.outputs === 'object' && entry.outputs !== null) {
       const outputs = entry.outputs as Record<string, unknown>
       const kept: Record<string, string> = {}
-      for (const [name, path] of Object.entries(outputs)) {
-        if (typeof path !== 'string') continue
-        kept[name] = path
-        paths.push(path)
-      }
-      derivations.push(typeof entry.drvPath === 'string' ? { drvPath: entry.drvPath, outputs: kept } : { outputs: kept })
+      for (const [name, path] of Object.entries(outputs)) if (typeof path === 'string') kept[name] = path
+      add(typeof entry.drvPath === 'string' ? { drvPath: entry.drvPath, outputs: kept } : { outputs: kept })
     } else {
       throw new HoldError('build', `nix build --json printed an entry nix-hold does not understand: ${JSON.stringify(entry).slice(0, 200)}`, { exitCode: 0 })
     }

@@ -395,8 +395,9 @@ export class DaemonConnection {
     const how = err ? `reset the connection (${(err as NodeJS.ErrnoException).code ?? err.message})` : 'closed the connection'
     if (why !== undefined) return new HoldError('store', `${where} ${how}: ${why}`, { cause: err })
     if (!this.#handshaken) {
-      // Nix checks allowed-users and trusted-users before it says a word, and refuses by hanging up
-      return new HoldError('store', `${where} ${how} before the handshake: the daemon refuses this user (allowed-users and trusted-users in its nix.conf), or it is not a Nix daemon`, { cause: err })
+      // Nix checks allowed-users and trusted-users, and opens its store, before it says a word;
+      // either failing, it hangs up without one (its own log says which)
+      return new HoldError('store', `${where} ${how} before the handshake: the daemon refused this user (see allowed-users and trusted-users in its nix.conf) or could not open its store`, { cause: err })
     }
     return new HoldError('store', `${where} ${how}`, { cause: err })
   }

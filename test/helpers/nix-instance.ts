@@ -77,6 +77,18 @@ export function demoCommand(n: string, fixture = 'demo.nix'): string[] {
     : ['nix', 'build', '-f', join(FIXTURES, fixture), '--argstr', 'n', n]
 }
 
+/** A build of a derivation whose builder runs `script` (taken as an expression: impure where Nix has that notion). */
+export function scriptCommand(name: string, script: string): string[] {
+  const expr = `derivation { name = "${name}"; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" ${JSON.stringify(script)} ]; }`
+  return nixVersions().client.legacy ? ['nix-build', '-E', expr] : ['nix', 'build', '--impure', '--expr', expr]
+}
+
+/** What nix-hold calls a build command in its messages: "nix build" or "nix-build". */
+export const flavorOf = (command: readonly string[]): string => (command[0] === 'nix' ? 'nix build' : 'nix-build')
+
+/** The exit code of a build command whose derivation failed: 1, but 100 for Nix 2.3's nix-build. */
+export const failedBuildCode = (command: readonly string[]): number => (command[0] !== 'nix' && nixVersions().client.legacy ? 100 : 1)
+
 export interface NixInstance {
   readonly root: string
   readonly storeDir: string

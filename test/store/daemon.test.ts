@@ -111,6 +111,6 @@ describe('a daemon that refuses this user', () => {
 
   it('is a store error that says the daemon refused before the handshake', async () => {
     const opening = DaemonConnection.open({ type: 'socket', path: refusing.socketPath })
-    await expect(opening).rejects.toMatchObject({ kind: 'store', message: expect.stringMatching(/before the handshake: the daemon refuses this user/) })
+    await expect(opening).rejects.toMatchObject({ kind: 'store', message: expect.stringMatching(/(closed|reset) the connection( \(ECONNRESET\))? before the handshake: the daemon refused this user/) })
   })
 })
