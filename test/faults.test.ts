@@ -122,7 +122,7 @@ describe('faults', () => {
     try {
       const w = startWrapper(['--keep', a!, b!], nix.env)
       const event = (await w.next()) as { error: { kind: string; message: string } }
-      expect(event.error).toMatchObject({ kind: 'store', message: expect.stringMatching(/(closed|reset) the connection.* before the handshake|temproots' is not a directory/) }) // 2.3 handshakes first, then says why
+      expect(event.error).toMatchObject({ kind: 'store', message: expect.stringMatching(/(closed|dropped) the connection.* before the handshake|temproots' is not a directory/) }) // 2.3 handshakes first, then says why
       expect((await w.exit).code).toBe(3)
     } finally {
       rmSync(dir)

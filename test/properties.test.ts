@@ -42,6 +42,41 @@ describe('worker-protocol decoder', () => {
     )
   })
 
+  // The oracle for valid input: a message built to the protocol's layout decodes, whole, to what
+  // was built, whatever its opaque u64 fields hold. Activity ids are (pid << 32) + n in every Nix,
+  // so they pass 2^53 on machines with large pids; levels, types and int fields are u64s too.
+  it('decodes every well-formed message, whatever its u64 fields hold, and consumes exactly it', () => {
+    const u64 = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n })
+    const w = (n: bigint | number) => {
+      const b = Buffer.alloc(8)
+      b.writeBigUInt64LE(BigInt(n))
+      return b
+    }
+    const s = (text: string) => {
+      const body = Buffer.from(text, 'utf8')
+      return Buffer.concat([w(body.length), body, Buffer.alloc((8 - (body.length % 8)) % 8)])
+    }
+    const field = fc.oneof(u64.map((n) => Buffer.concat([w(0), w(n)])), fc.string({ maxLength: 20 }).map((t) => Buffer.concat([w(1), s(t)])))
+    const fields = fc.array(field, { maxLength: 4 }).map((fs) => Buffer.concat([w(fs.length), ...fs]))
+    const message = fc.oneof(
+      fc.tuple(u64, u64, u64, fc.string({ maxLength: 30 }), fields, u64).map(([id, level, type, text, fs, parent]) => ({
+        bytes: Buffer.concat([w(0x53545254), w(id), w(level), w(type), s(text), fs, w(parent)]),
+        expected: { type: 'activity' },
+      })),
+      u64.map((id) => ({ bytes: Buffer.concat([w(0x53544f50), w(id)]), expected: { type: 'activity' } })),
+      fc.tuple(u64, u64, fields).map(([id, type, fs]) => ({ bytes: Buffer.concat([w(0x52534c54), w(id), w(type), fs]), expected: { type: 'activity' } })),
+      fc.string({ maxLength: 40 }).map((text) => ({ bytes: Buffer.concat([w(0x6f6c6d67), s(text)]), expected: { type: 'log', text } })),
+      fc.constant({ bytes: w(0x616c7473), expected: { type: 'last' } }),
+    )
+    fc.assert(
+      fc.property(message, fc.integer({ min: 21, max: 38 }), ({ bytes, expected }, minor) => {
+        const r = tryRead(bytes, (reader) => readStderrMessage(reader, minor))
+        expect(r).toEqual({ value: expected, used: bytes.length })
+      }),
+      { numRuns: 3000 },
+    )
+  })
+
   it('gives the same answer whether the bytes arrive whole or cut anywhere', () => {
     fc.assert(
       fc.property(daemonBytes, fc.nat(), (bytes, cutAt) => {

@@ -392,7 +392,8 @@ export class DaemonConnection {
       // what is left is not a message at all; the plain report below says enough
     }
     const where = describeTarget(this.target)
-    const how = err ? `reset the connection (${(err as NodeJS.ErrnoException).code ?? err.message})` : 'closed the connection'
+    // a hang-up with bytes of ours unread arrives as ECONNRESET, or EPIPE on our next write
+    const how = err ? `dropped the connection (${(err as NodeJS.ErrnoException).code ?? err.message})` : 'closed the connection'
     if (why !== undefined) return new HoldError('store', `${where} ${how}: ${why}`, { cause: err })
     if (!this.#handshaken) {
       // Nix checks allowed-users and trusted-users, and opens its store, before it says a word;

@@ -111,6 +111,26 @@ describe('a daemon that refuses this user', () => {
 
   it('is a store error that says the daemon refused before the handshake', async () => {
     const opening = DaemonConnection.open({ type: 'socket', path: refusing.socketPath })
-    await expect(opening).rejects.toMatchObject({ kind: 'store', message: expect.stringMatching(/(closed|reset) the connection( \(ECONNRESET\))? before the handshake: the daemon refused this user/) })
+    await expect(opening).rejects.toMatchObject({ kind: 'store', message: expect.stringMatching(/(closed the connection|dropped the connection \((ECONNRESET|EPIPE)\)) before the handshake: the daemon refused this user/) })
   })
+})
+
+it('reports a fatal error followed by a hang-up in the daemon\'s words, even with requests still unread (a reset)', async () => {
+  const conn = await DaemonConnection.open(socket())
+  const [path] = await nix.addFiles(unique('fatal'))
+  // a path outside the store cannot even be parsed: the daemon reports it and hangs up, with
+  // the pipelined requests behind it still unread
+  const bogus = '/not-the-store/00000000000000000000000000000000-x'
+  const results = await Promise.allSettled([conn.isValidPath(bogus), ...Array.from({ length: 200 }, () => conn.isValidPath(path!))])
+  expect(results[0]).toMatchObject({ status: 'rejected', reason: { kind: 'store', message: expect.stringContaining('not-the-store') } })
+  if (nixVersions().daemon.legacy) {
+    // Nix 2.3 answers such a request with the error and goes on serving the rest
+    expect(results.slice(1)).toEqual(results.slice(1).map(() => ({ status: 'fulfilled', value: true })))
+    expect(conn.isOpen).toBe(true)
+    await conn.close()
+    return
+  }
+  expect(results.every((r) => r.status === 'rejected')).toBe(true)
+  const why = await conn.lost
+  expect(why).toMatchObject({ kind: 'store', message: expect.stringMatching(/(closed|dropped) the connection.*: .*not-the-store/) })
 })
