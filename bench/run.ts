@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
+import { waitForCollections } from '../src/store/collector.js'
 import { DaemonConnection } from '../src/store/daemon.js'
 import { startNix, type NixInstance } from '../test/helpers/nix-instance.js'
 import { alternate, differences, firstLine, now, rssKiB, spawnWithChannel, summarize, timeCommand, type Summary } from './measure.js'
@@ -249,6 +250,32 @@ async function fiftyUnderGc(nix: NixInstance, env: NodeJS.ProcessEnv): Promise<v
   row('50 wrappers holding while GC runs', mib(total), `${collections} collections`, valid.exitCode === 0 ? '50 of 50 survived' : 'paths LOST', 'all survive; report RSS', valid.exitCode === 0)
 }
 
+// What the running-collection check (src/store/collector.ts) costs when no collection runs: a
+// root and a validity query in one pipelined write (no check), against root, check, query.
+async function collectorCheck(nix: NixInstance, path: string): Promise<void> {
+  const c = await DaemonConnection.open({ type: 'socket', path: nix.socketPath })
+  const N = 500
+  const r = await alternate(rounds, {
+    unchecked: async () => {
+      const start = now()
+      for (let i = 0; i < N; i++) await Promise.all([c.addTempRoots([path]), c.queryValidPaths([path])])
+      return (now() - start) / N
+    },
+    checked: async () => {
+      const start = now()
+      for (let i = 0; i < N; i++) {
+        await c.addTempRoots([path])
+        await waitForCollections(nix.stateDir)
+        await c.queryValidPaths([path])
+      }
+      return (now() - start) / N
+    },
+  })
+  await c.close()
+  const extra = summarize(differences(r.checked, r.unchecked)).median * 1000
+  row('rooting one path, no collection running', `${(summarize(r.checked).median * 1000).toFixed(0)} µs`, `without the collection check ${(summarize(r.unchecked).median * 1000).toFixed(0)} µs`, `+${extra.toFixed(0)} µs per hold or keep`, 'report', true)
+}
+
 async function main(): Promise<void> {
   const nix = await startNix()
   try {
@@ -262,6 +289,7 @@ async function main(): Promise<void> {
     await firstLine(keeper.channel)
     await closeLatency(env, path)
     await memory(env, join(nix.root, 'trivial.nix'), path)
+    await collectorCheck(nix, path)
     await keepMany(nix, env)
     await fiftyUnderGc(nix, env)
     keeper.channel.end()
