@@ -33,7 +33,11 @@ Options:
   -V, --version         show the version
 
 Exit status: 0 after a release; the build's own status if it failed (128+N for signal N);
-2 usage; 3 store. PROTOCOL.md describes the channel.`
+2 usage; 3 store; 4 the caller closed the channel before anything was held. PROTOCOL.md
+describes the channel.`
+
+/** The exit status when the caller closed the channel before anything was held: nothing happened. */
+export const CALLER_LEFT = 4
 
 // One table from an error's kind to the exit status; a failed build exits with the build's own.
 const EXIT: Readonly<Record<HoldErrorKind, number>> = { build: 1, protocol: 2, usage: 2, store: 3 }
@@ -209,9 +213,11 @@ export async function main(argv: readonly string[]): Promise<number> {
       say(`stopped by ${sig} before anything was held`)
       return finish(128 + constants.signals[sig], errorEvent(new HoldError('build', `stopped by ${sig} before the build finished`, { exitCode: 128 + constants.signals[sig] })))
     }
-    if (hangup.signal.aborted) {
+    // the caller left first (what stopped the build or the connection was its hang-up); an
+    // error of the build, the store or the command line that came first keeps its own status
+    if (hangup.signal.aborted && !(isHoldError(err) && err.cause !== hangup.signal.reason)) {
       say('the caller closed the channel before anything was held; stopping')
-      return finish(0)
+      return finish(CALLER_LEFT)
     }
     if (!isHoldError(err)) throw err
     say(err.message)

@@ -158,3 +158,22 @@ it.runIf(nixVersions().client.legacy)('says to wrap nix-build when this Nix\'s n
   expect(event.error).toMatchObject({ kind: 'usage', message: expect.stringMatching(/^Nix 2\.3's "nix build" cannot report what it built .*wrap nix-build instead/) })
   expect((await w.exit).code).toBe(2)
 })
+
+it.each(['fd', 'stdio', 'pipes', 'std-pipes'] as const)('ends the channel and exits promptly after a release (%s)', async (mode) => {
+  const w = startWrapper(['--', ...demo(unique(`exit-${mode}`))], nix.env, mode)
+  await w.next()
+  const released = Date.now()
+  w.send({ release: true })
+  expect(await w.next()).toEqual({ released: true })
+  expect((await w.exit).code).toBe(0)
+  // a stand-in for process.stdout that was never ended made --stdio wait out a whole second
+  expect(Date.now() - released).toBeLessThan(700)
+})
+
+it('exits 4, not 0, when the caller closes the channel before anything is held', async () => {
+  const w = startWrapper(['--', ...demo(unique('left-early'))], nix.env, 'stdio')
+  w.end()
+  expect((await w.exit).code).toBe(4)
+  expect(w.received).toEqual([])
+  expect(w.stderr()).toMatch(/the caller closed the channel before anything was held/)
+})

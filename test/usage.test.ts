@@ -26,6 +26,9 @@ it.each([
   [['--stdio', '--max-hold', '0', '--', 'nix', 'build'], /--max-hold takes a positive number/],
   [['--command-fd', '0', '--status-fd', '2', '--', 'nix', 'build'], /--status-fd 2: file descriptor 2 is nix-hold's standard error/],
   [['--fd', '2', '--keep', '/nix/store/00000000000000000000000000000000-x'], /--fd 2: file descriptor 2 is nix-hold's standard error/],
+  // below 1.21 Nix 2.3 would wait for a word never sent; no daemon speaks above 1.38
+  [['--stdio', '--protocol-minor', '10', '--', 'nix', 'build'], /protocol minor 10 is outside what nix-hold speaks: 1\.21 to 1\.38/],
+  [['--stdio', '--protocol-minor', '39', '--', 'nix', 'build'], /protocol minor 39 is outside/],
 ])('exits 2 with a one-line message for %j', (args, message) => {
   const r = run(args)
   expect(r.status).toBe(2)

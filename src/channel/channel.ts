@@ -165,6 +165,10 @@ export class Channel {
 
   /** Flushes what the caller can still take, waiting at most `timeoutMs`, then closes both fds. */
   async close(timeoutMs = 1000): Promise<void> {
+    // Readable.pipe() never ends a destination that is process.stdout, and on fd 1 the output
+    // stands in for it: end it here once the encoder has handed everything over, or the wait
+    // below would always run out its whole timeout
+    this.#encoder.once('end', () => this.#output.end())
     this.#encoder.end()
     if (!this.#output.destroyed && !this.#output.writableFinished) {
       await new Promise<void>((resolve) => {
