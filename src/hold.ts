@@ -105,9 +105,18 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
     for (let attempt = 1; ; attempt++) {
       const built = await runBuild(prepared, { env: ctx.env, signal })
       conn ??= await connecting
-      // a connection lost while the build ran (a daemon restart) held nothing yet: replace it
-      if (!conn.isOpen) conn = await connect(ctx)
-      const gone = await rootAndCheck(ctx, conn, built.paths, options.signal)
+      let gone: string[]
+      for (let tries = 1; ; tries++) {
+        // a connection lost while the build ran (a daemon restart), or while its outputs were
+        // being rooted, held nothing that counts yet: replace it and root them there
+        if (!conn.isOpen) conn = await connect(ctx)
+        try {
+          gone = await rootAndCheck(ctx, conn, built.paths, options.signal)
+          break
+        } catch (err) {
+          if (conn.isOpen || tries === BUILD_ATTEMPTS) throw err
+        }
+      }
       if (gone.length === 0) return new ActiveHold(ctx, conn, built.paths, built.derivations)
       if (attempt === BUILD_ATTEMPTS) {
         throw new HoldError('store', `garbage collection took ${gone.join(', ')} after each of ${BUILD_ATTEMPTS} builds`)
