@@ -17,6 +17,10 @@ const matrix = (process.env.NIX_HOLD_TEST_MATRIX ?? 'nix-on-path=:').trim().spli
   return { label: label!, daemon, client }
 })
 
+// NIX_HOLD_TEST_NODE (set by scripts/test.sh for its runs under other Node versions) goes into each
+// project's name, so a failure there names the Node as well as the Nix.
+const node = process.env.NIX_HOLD_TEST_NODE ? ` (node ${process.versions.node})` : ''
+
 export default defineConfig({
   test: {
     // integration files each start one Nix daemon and spawn real builds: give them room on 2 cores
@@ -25,11 +29,11 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     projects: [
-      { extends: true, test: { name: 'unit', include: testFiles.filter((f) => !integration.includes(f)) } },
+      { extends: true, test: { name: `unit${node}`, include: testFiles.filter((f) => !integration.includes(f)) } },
       ...matrix.map(({ label, daemon, client }) => ({
         extends: true as const,
         test: {
-          name: `nix ${label}`,
+          name: `nix ${label}${node}`,
           include: integration,
           env: { NIX_HOLD_TEST_DAEMON_BIN: daemon, NIX_HOLD_TEST_CLIENT_BIN: client },
         },

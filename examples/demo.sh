@@ -21,13 +21,22 @@ cleanup() {
 trap cleanup EXIT
 until [[ -S $NIX_STATE_DIR/daemon-socket/socket ]]; do sleep 0.05; done
 export NIX_REMOTE=daemon
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# bold headings on a terminal only: piped into a file or a log, escapes are noise
+if [[ -t 1 ]]; then
+  step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+else
+  step() { printf '\n== %s\n' "$*"; }
+fi
 valid() { if nix-store --check-validity "$1" 2>/dev/null; then echo "valid: $1"; else echo "gone:  $1"; fi; }
 
 # --- build under nix-hold, talking to it over a coprocess's stdin/stdout ----------------------
 step "nix-hold --stdio -- nix build -f demo.nix --argstr n $$"
 coproc HOLD { exec node "$cli" --stdio -- nix build -f "$here/../test/fixtures/demo.nix" --argstr n "$$"; }
-read -r event <&"${HOLD[0]}"
+# bash drops HOLD and HOLD_PID the moment the coprocess exits, which nix-hold does right after it
+# answers a release: keep copies of its fds and pid
+exec {from_hold}<&"${HOLD[0]}" {to_hold}>&"${HOLD[1]}"
+hold_pid=$HOLD_PID
+read -r event <&"$from_hold"
 echo "nix-hold says: $event"
 path=$(sed -E 's/.*"built":\["([^"]+)".*/\1/' <<<"$event")
 
@@ -36,10 +45,10 @@ nix-store --gc 2>&1 | tail -n 1
 valid "$path"
 
 step 'release: {"release":true}'
-echo '{"release":true}' >&"${HOLD[1]}"
-read -r event <&"${HOLD[0]}"
+echo '{"release":true}' >&"$to_hold"
+read -r event <&"$from_hold"
 echo "nix-hold says: $event"
-wait "$HOLD_PID" && echo "nix-hold exited 0"
+wait "$hold_pid" && echo "nix-hold exited 0"
 
 step "garbage collection after the release"
 nix-store --gc 2>&1 | tail -n 1

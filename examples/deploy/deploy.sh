@@ -15,7 +15,11 @@ profile=$1
 shift
 
 coproc HOLD { exec nix-hold --stdio -- nix-build "$@"; }
-read -r event <&"${HOLD[0]}"
+# bash drops HOLD and HOLD_PID the moment the coprocess exits, which nix-hold does right after it
+# answers a release: keep copies of its fds and pid
+exec {from_hold}<&"${HOLD[0]}" {to_hold}>&"${HOLD[1]}"
+hold_pid=$HOLD_PID
+read -r event <&"$from_hold"
 case $event in
   '{"built":['*) ;;
   *) echo "deploy: nix-hold: $event" >&2; exit 1 ;;
@@ -32,7 +36,7 @@ nix-env --profile "$profile" --set "$system"
 nix-store --realise "$system" --add-root "$(dirname "$profile")/$(readlink "$profile")" --indirect >/dev/null
 echo "profile $profile -> $(readlink -f "$profile")"
 
-echo '{"release":true}' >&"${HOLD[1]}"
-read -r event <&"${HOLD[0]}"
-wait "$HOLD_PID"
+echo '{"release":true}' >&"$to_hold"
+read -r event <&"$from_hold"
+wait "$hold_pid"
 echo released

@@ -79,5 +79,9 @@ function resolveAuto(query: string, env: NodeJS.ProcessEnv, machine: Machine): D
     const data = env.NIX_DATA_HOME || join(env.XDG_DATA_HOME || join(env.HOME || '/', '.local', 'share'), 'nix')
     return local(`local?root=${join(data, 'root')}`)
   }
+  // Nix would go on with the local store and fail at its first write; a root is such a write
+  if (machine.exists(state)) {
+    throw new HoldError('store', `no Nix daemon is running (no socket at ${defaultSocketPath(env)}), and this user may not write the local store's state directory ${state}: start nix-daemon, or hold as a user who may write the store`)
+  }
   return local(query ? `local?${query}` : 'local')
 }

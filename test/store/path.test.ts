@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -38,7 +38,11 @@ describe('toStorePath', () => {
     symlinkSync(path, join(dir, 'result'))
     expect(toStorePath('result', store, dir)).toEqual({ path })
     symlinkSync('/etc', join(dir, 'out'))
-    expect(toStorePath(join(dir, 'out'), store, dir)).toEqual({ problem: expect.stringMatching(/resolves to \/etc, outside the store/) })
+    try {
+      expect(toStorePath(join(dir, 'out'), store, dir)).toEqual({ problem: expect.stringMatching(/resolves to \/etc, outside the store/) })
+    } finally {
+      rmSync(dir, { recursive: true })
+    }
   })
   it.each([
     ['', /empty/],

@@ -61,7 +61,9 @@ describe('resolveStore', () => {
     expect(resolveStore(undefined, { ...home, NIX_DATA_HOME: '/nd' }, machine())).toMatchObject({ storeUri: 'local?root=/nd/root' })
     // not when any of its conditions fails: then the plain local store, as Nix falls back to
     expect(resolveStore('auto', home, machine({ isRoot: true }))).toMatchObject({ storeUri: 'local' })
-    expect(resolveStore('auto', home, machine({ exists: (p) => p === '/nix/var/nix' }))).toMatchObject({ storeUri: 'local' })
+    expect(() => resolveStore('auto', home, machine({ exists: (p) => p === '/nix/var/nix' }))).toThrow(
+      expect.objectContaining({ kind: 'store', message: expect.stringMatching(/no Nix daemon is running .* may not write the local store's state directory \/nix\/var\/nix/) }),
+    )
     expect(resolveStore('auto', { ...home, NIX_STORE_DIR: '/s' }, machine())).toMatchObject({ storeUri: 'local' })
     expect(resolveStore('auto?root=/r', home, machine())).toMatchObject({ storeUri: 'local?root=/r' })
   })
