@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util'
 import { constants } from 'node:os'
 import pkg from '../package.json' with { type: 'json' }
 import { Channel, checkChannel, type ChannelSpec } from './channel/channel.js'
-import { errorEvent, type Event } from './channel/messages.js'
+import { errorEvent, type Event, type Request } from './channel/messages.js'
 import { HoldError, isHoldError, type HoldErrorKind } from './errors.js'
 import { buildAndHold, holdPaths, type Hold, type HoldOptions } from './hold.js'
 import { checkMinor } from './store/daemon.js'
@@ -186,7 +186,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     env: process.env,
     signal: AbortSignal.any([stopped.signal, hangup.signal]),
     log: say,
-    onLost: (paths) => channel.send({ lost: paths }),
+    onLost: (paths, store) => channel.send({ lost: paths, ...(store === undefined ? {} : { store }) }),
     ...(inv.store === undefined ? {} : { store: inv.store }),
     ...(inv.protocolMinor === undefined ? {} : { protocolMinor: inv.protocolMinor }),
   }
@@ -233,34 +233,48 @@ export async function main(argv: readonly string[]): Promise<number> {
   return finish(code)
 }
 
-// Answers requests until a release, EOF, a signal or --max-hold ends the hold.
+// Answers requests until a release, EOF, a signal or --max-hold ends the hold. Requests for one
+// store are answered in order; requests for different stores run side by side, so one slow or
+// unreachable host holds up no other (an answer names its store).
 async function serve(channel: Channel, hold: Hold, stopped: AbortSignal, maxHoldMs: number | undefined): Promise<number> {
   const end = AbortSignal.any(maxHoldMs === undefined ? [stopped] : [stopped, AbortSignal.timeout(maxHoldMs)])
+  const queues = new Map<string, Promise<void>>()
+  let over = false
+  const answer = async (request: Extract<Request, { type: 'keep' | 'expect' }>): Promise<void> => {
+    const store = request.store === undefined ? {} : { store: request.store }
+    try {
+      const paths = request.type === 'keep' ? await hold.keep(request.paths, store) : await hold.expect(request.paths, store)
+      if (!over) channel.send(request.type === 'keep' ? { kept: paths, ...store } : { expected: paths, ...store })
+    } catch (err) {
+      if (!isHoldError(err)) throw err
+      if (over) return
+      // a bad path or store URL in a request is the caller's mistake in the protocol; the hold
+      // stays as it was
+      channel.send(errorEvent(err.kind === 'usage' ? new HoldError('protocol', err.message, { cause: err }) : err, request.store))
+    }
+  }
+  const finish = async (event: Event): Promise<number> => {
+    over = true
+    await hold.release()
+    channel.send(event)
+    return 0
+  }
   for (;;) {
     const next = await channel.next(end)
-    if (end.aborted) {
-      await hold.release()
-      channel.send(stopped.aborted ? { released: true } : { expired: true })
-      return 0
+    if (end.aborted) return finish(stopped.aborted ? { released: true } : { expired: true })
+    if (next === undefined) {
+      over = true
+      return 0 // EOF or hang-up: the caller is gone or done
     }
-    if (next === undefined) return 0 // EOF or hang-up: the caller is gone or done
     if (next.type === 'invalid') {
       channel.send(errorEvent(next.error))
       continue
     }
     const request = next.request
-    if (request.type === 'release') {
-      await hold.release()
-      channel.send({ released: true })
-      return 0
-    }
-    try {
-      channel.send({ kept: await hold.keep(request.paths) })
-    } catch (err) {
-      if (!isHoldError(err)) throw err
-      // a bad path in a request is the caller's mistake in the protocol; the hold stays as it was
-      channel.send(errorEvent(err.kind === 'usage' ? new HoldError('protocol', err.message, { cause: err }) : err))
-    }
+    if (request.type === 'release') return finish({ released: true })
+    const key = request.store ?? ''
+    const queued = (queues.get(key) ?? Promise.resolve()).then(() => answer(request))
+    queues.set(key, queued)
   }
 }
 

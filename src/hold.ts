@@ -2,11 +2,11 @@
 
 import { setTimeout as sleep } from 'node:timers/promises'
 import { prepareBuild } from './build/command.js'
-import { HoldError } from './errors.js'
+import { HoldError, isHoldError } from './errors.js'
 import type { BuiltDerivation } from './channel/messages.js'
 import { waitForCollections } from './store/collector.js'
 import { checkMinor, DaemonConnection, type DaemonTarget } from './store/daemon.js'
-import { storeDirFromEnv, toStorePath } from './store/path.js'
+import { storeDirFromEnv, storePathProblem, toStorePath } from './store/path.js'
 import { resolveStore } from './store/resolve.js'
 
 export interface HoldOptions {
@@ -16,26 +16,41 @@ export interface HoldOptions {
   readonly env?: NodeJS.ProcessEnv
   /** Aborts connecting and building; an established hold is ended with `release()`, not this. */
   readonly signal?: AbortSignal
-  /** Called with paths that disappeared while the daemon connection was being re-established. */
-  readonly onLost?: (paths: readonly string[]) => void
+  /**
+   * Called with paths that disappeared while a daemon connection was being re-established;
+   * `store` is the store a `keep` or `expect` named, undefined for the hold's own.
+   */
+  readonly onLost?: (paths: readonly string[], store?: string) => void
   /** Where notes meant for a person go (a rebuild, a reconnect); default: nowhere. */
   readonly log?: (message: string) => void
   /** Announce at most this protocol minor to the daemon (for testing older protocol paths). */
   readonly protocolMinor?: number
 }
 
+/** Which store a `keep` or `expect` is for. */
+export interface StoreOption {
+  /** A store URL (`ssh-ng://host`, …); absent: the hold's own store. */
+  readonly store?: string
+}
+
 /** Store paths kept alive against garbage collection until `release()`. */
 export interface Hold {
-  /** Every held path: the build's outputs or the kept paths, then any added with `keep`. */
+  /** Every path held on the hold's own store: the build's outputs or the kept paths, then any added with `keep`. */
   readonly paths: readonly string[]
   /** For a `nix build`, its outputs per derivation as `--json` reported them. */
   readonly derivations: readonly BuiltDerivation[] | undefined
   /**
    * Adds paths to the hold once they are valid and rooted; returns them as store paths. A path
-   * that is not a valid store path fails the whole call (kind `usage`) and adds none.
+   * that is not a valid store path fails the whole call (kind `usage`) and adds none. With
+   * `store`, they are held on that store, over a connection this hold opens on first use.
    */
-  keep(paths: readonly string[]): Promise<readonly string[]>
-  /** Drops every root at once by closing the daemon connection. Idempotent. */
+  keep(paths: readonly string[], options?: StoreOption): Promise<readonly string[]>
+  /**
+   * Roots store paths that need not exist yet (a `nix copy` that then makes them valid lands them
+   * held); returns them. A later `keep` of the same paths confirms they are valid.
+   */
+  expect(paths: readonly string[], options?: StoreOption): Promise<readonly string[]>
+  /** Drops every root on every store at once by closing the daemon connections. Idempotent. */
   release(): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
 }
@@ -48,12 +63,23 @@ interface Context {
   readonly target: DaemonTarget
   readonly storeDir: string
   readonly options: HoldOptions
+  /** The store URL a request named; undefined for the hold's own store. */
+  readonly named: string | undefined
 }
 
-const contextFor = (options: HoldOptions, store: string | undefined): Context => {
+// The hold's own store comes from the command line or the library call: a URL refused there is
+// a usage error. One named by a request is the caller's protocol error (resolveStore says so).
+const contextFor = (options: HoldOptions, store: string | undefined, named?: string): Context => {
   const env = options.env ?? process.env
   if (options.protocolMinor !== undefined) checkMinor(options.protocolMinor)
-  return { env, target: resolveStore(store, env), storeDir: storeDirFromEnv(env), options }
+  let target: DaemonTarget
+  try {
+    target = resolveStore(store, env)
+  } catch (err) {
+    if (named === undefined && isHoldError(err) && err.kind === 'protocol') throw new HoldError('usage', err.message, { cause: err })
+    throw err
+  }
+  return { env, target, storeDir: storeDirFromEnv(env), options, named }
 }
 
 const connect = (ctx: Context, signal = ctx.options.signal): Promise<DaemonConnection> =>
@@ -67,7 +93,8 @@ const connect = (ctx: Context, signal = ctx.options.signal): Promise<DaemonConne
  * only once the roots are in, and once no collection that was running as they went in is still
  * running: Nix 2.5 to 2.34 can delete a path whose root reached a collection that had already
  * judged it dead (store/collector.ts). That wait costs one refused connect when no collection
- * runs; where the store's state directory is not visible from here, it cannot be made.
+ * runs; where the store's state directory is not visible from here (another machine), it cannot
+ * be made: `expect` before the copy is the safe order there.
  */
 async function rootAndCheck(ctx: Context, conn: DaemonConnection, paths: readonly string[], signal?: AbortSignal): Promise<string[]> {
   const { stateDir } = ctx.target
@@ -117,7 +144,7 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
           if (conn.isOpen || tries === BUILD_ATTEMPTS) throw err
         }
       }
-      if (gone.length === 0) return new ActiveHold(ctx, conn, built.paths, built.derivations)
+      if (gone.length === 0) return new ActiveHold(new StoreHold(ctx, conn, built.paths), built.derivations)
       if (attempt === BUILD_ATTEMPTS) {
         throw new HoldError('store', `garbage collection took ${gone.join(', ')} after each of ${BUILD_ATTEMPTS} builds`)
       }
@@ -136,30 +163,84 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
  */
 export async function holdPaths(paths: readonly string[], options: HoldOptions = {}): Promise<Hold> {
   const ctx = contextFor(options, options.store)
-  const conn = await connect(ctx)
-  const hold = new ActiveHold(ctx, conn, [], undefined)
+  const own = new StoreHold(ctx, await connect(ctx), [])
   try {
-    await hold.add(paths, 'fresh')
+    await own.add(paths, 'fresh')
   } catch (err) {
-    await hold.release()
+    await own.release()
     throw err
   }
-  return hold
+  return new ActiveHold(own, undefined)
 }
 
+/** One hold over many stores: its own, and each store a `keep` or `expect` named. */
 class ActiveHold implements Hold {
-  #conn: DaemonConnection
-  #paths: string[]
+  readonly #own: StoreHold
+  // a store's connection is opened on first use; a failed opening is forgotten, so a later
+  // request tries again
+  readonly #others = new Map<string, Promise<StoreHold>>()
   #released = false
-  // settles when a lost connection has been replaced; keep() waits on it
+
+  constructor(
+    own: StoreHold,
+    readonly derivations: readonly BuiltDerivation[] | undefined,
+  ) {
+    this.#own = own
+  }
+
+  get paths(): readonly string[] {
+    return this.#own.paths
+  }
+
+  async keep(paths: readonly string[], options: StoreOption = {}): Promise<readonly string[]> {
+    return (await this.#storeHold(options.store)).add(paths, 'held')
+  }
+
+  async expect(paths: readonly string[], options: StoreOption = {}): Promise<readonly string[]> {
+    return (await this.#storeHold(options.store)).add(paths, 'expect')
+  }
+
+  #storeHold(store: string | undefined): Promise<StoreHold> {
+    if (this.#released) return Promise.reject(new HoldError('usage', 'this hold was released'))
+    if (store === undefined || store === this.#own.ctx.named || store === this.#own.ctx.options.store) return Promise.resolve(this.#own)
+    let opening = this.#others.get(store)
+    if (!opening) {
+      const ctx = contextFor(this.#own.ctx.options, store, store) // a refused URL throws here, before any process starts
+      opening = connect(ctx, undefined).then((conn) => new StoreHold(ctx, conn, []))
+      this.#others.set(store, opening)
+      opening.catch(() => this.#others.get(store) === opening && this.#others.delete(store))
+    }
+    return opening
+  }
+
+  async release(): Promise<void> {
+    if (this.#released) return
+    this.#released = true
+    const others = [...this.#others.values()].map((p) => p.then((h) => h.release(), () => undefined))
+    await Promise.all([this.#own.release(), ...others])
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release()
+  }
+}
+
+/** The roots on one store: one connection, remade (and every root with it) when it is lost. */
+class StoreHold {
+  #conn: DaemonConnection
+  // valid and rooted
+  #paths: string[]
+  // rooted, validity not asked for (expect): not reported lost when they are not valid
+  readonly #expected = new Set<string>()
+  #released = false
+  // settles when a lost connection has been replaced; requests wait on it
   #ready: Promise<void> = Promise.resolve()
   readonly #stopRetrying = new AbortController()
 
   constructor(
-    private readonly ctx: Context,
+    readonly ctx: Context,
     conn: DaemonConnection,
     paths: readonly string[],
-    readonly derivations: readonly BuiltDerivation[] | undefined,
   ) {
     this.#conn = conn
     this.#paths = [...paths]
@@ -170,22 +251,19 @@ class ActiveHold implements Hold {
     return this.#paths
   }
 
-  keep(args: readonly string[]): Promise<readonly string[]> {
-    return this.add(args, 'held')
-  }
-
   /**
-   * Roots `args` on this hold's connection. On a `fresh` hold a refusal ends the connection, so
+   * Roots `args` on this store's connection. On a `fresh` hold a refusal ends the connection, so
    * the paths are rooted and checked in one round trip; on a hold that already holds paths a
-   * refused request must root nothing, which takes a check before the roots as well.
+   * refused request must root nothing, which takes a check before the roots as well; `expect`
+   * roots without asking.
    */
-  async add(args: readonly string[], state: 'fresh' | 'held'): Promise<readonly string[]> {
+  async add(args: readonly string[], mode: 'fresh' | 'held' | 'expect'): Promise<readonly string[]> {
     for (;;) {
       if (this.#released) throw new HoldError('usage', 'this hold was released')
       await this.#ready // a lost connection being replaced
       const conn = this.#conn
       try {
-        return await this.#addOn(conn, args, state)
+        return await this.#addOn(conn, args, mode)
       } catch (err) {
         // The connection went while the request was out (a worker killed, the daemon restarted):
         // what it rooted went with it. Its watcher (subscribed earlier, so told first) is
@@ -198,26 +276,47 @@ class ActiveHold implements Hold {
     }
   }
 
-  async #addOn(conn: DaemonConnection, args: readonly string[], state: 'fresh' | 'held'): Promise<readonly string[]> {
+  // Store paths as this store names them. On another machine a path is taken as written: a local
+  // symlink says nothing about that machine's store.
+  #resolve(args: readonly string[]): string[] {
+    const remote = this.ctx.target.type === 'ssh'
     const resolved: string[] = []
     const problems: string[] = []
     for (const arg of args) {
-      const r = toStorePath(arg, this.ctx.storeDir, process.cwd())
+      const r = remote ? remotePath(arg, this.ctx.storeDir) : toStorePath(arg, this.ctx.storeDir, process.cwd())
       if ('problem' in r) problems.push(`${JSON.stringify(arg)} ${r.problem}`)
       else resolved.push(r.path)
     }
     if (problems.length > 0) throw new HoldError('usage', `not a store path: ${problems.join('; ')}`)
+    return resolved
+  }
+
+  async #addOn(conn: DaemonConnection, args: readonly string[], mode: 'fresh' | 'held' | 'expect'): Promise<readonly string[]> {
+    const resolved = this.#resolve(args)
     const unique = [...new Set(resolved)]
-    if (state === 'held') {
+    if (mode === 'expect') {
+      await conn.addTempRoots(unique)
+      const held = new Set(this.#paths)
+      for (const p of unique) if (!held.has(p)) this.#expected.add(p)
+      return resolved
+    }
+    const where = this.ctx.named === undefined ? 'the store' : `the store ${this.ctx.named}`
+    if (mode === 'held') {
       const before = await conn.queryValidPaths(unique)
       const invalid = unique.filter((p) => !before.has(p))
-      if (invalid.length > 0) throw new HoldError('usage', `not valid in the store: ${invalid.join(', ')}`)
+      if (invalid.length > 0) {
+        const expected = invalid.some((p) => this.#expected.has(p)) ? ' (expected there: has the copy happened?)' : ''
+        throw new HoldError('usage', `not valid in ${where}: ${invalid.join(', ')}${expected}`)
+      }
     }
     const gone = await rootAndCheck(this.ctx, conn, unique, this.#stopRetrying.signal)
     // (on a held hold, these were valid a moment ago: a collection took them before the roots)
-    if (gone.length > 0) throw new HoldError('usage', `not valid in the store: ${gone.join(', ')}`)
+    if (gone.length > 0) throw new HoldError('usage', `not valid in ${where}: ${gone.join(', ')}`)
     const held = new Set(this.#paths)
-    for (const p of unique) if (!held.has(p)) this.#paths.push(p)
+    for (const p of unique) {
+      this.#expected.delete(p)
+      if (!held.has(p)) this.#paths.push(p)
+    }
     return resolved
   }
 
@@ -229,10 +328,6 @@ class ActiveHold implements Hold {
     await this.#conn.close()
   }
 
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.release()
-  }
-
   #watch(conn: DaemonConnection): void {
     void conn.lost.then((why) => {
       if (this.#released || conn !== this.#conn) return
@@ -241,30 +336,42 @@ class ActiveHold implements Hold {
   }
 
   // The roots went with the connection: get a new one, root everything again, and say which
-  // paths a collection took in between rather than pretend they are still held.
+  // paths a collection took in between rather than pretend they are still held. Expected paths
+  // are rooted again too; one that is still not valid was never there, so it is not lost.
   async #reconnect(why: HoldError): Promise<void> {
     const { log, onLost } = this.ctx.options
-    log?.(`lost the daemon connection (${why.message}); reconnecting`)
+    const label = this.ctx.named === undefined ? '' : ` to ${this.ctx.named}`
+    log?.(`lost the daemon connection${label} (${why.message}); reconnecting`)
     const signal = this.#stopRetrying.signal
     for (let delay = 50; !signal.aborted; delay = Math.min(delay * 2, 2000)) {
       let conn: DaemonConnection | undefined
       try {
         conn = await connect(this.ctx, signal)
         const lost = await rootAndCheck(this.ctx, conn, this.#paths, signal)
+        if (this.#expected.size > 0) await conn.addTempRoots([...this.#expected])
         this.#conn = conn
         const gone = new Set(lost)
         this.#paths = this.#paths.filter((p) => !gone.has(p))
         this.#watch(conn)
         if (this.#released) await conn.close()
-        log?.(`reconnected; ${this.#paths.length} paths held again`)
-        if (lost.length > 0) onLost?.(lost)
+        log?.(`reconnected${label}; ${this.#paths.length + this.#expected.size} paths held again`)
+        if (lost.length > 0) onLost?.(lost, this.ctx.named)
         return
       } catch (err) {
         await conn?.close()
         if (signal.aborted) return
-        log?.(`reconnect failed (${(err as Error).message}); retrying in ${delay} ms`)
+        log?.(`reconnect${label} failed (${(err as Error).message}); retrying in ${delay} ms`)
         await sleep(delay, undefined, { signal }).catch(() => undefined)
       }
     }
   }
+}
+
+// A store path on another machine: the text itself, cut back from a path inside one.
+function remotePath(arg: string, storeDir: string): { path: string } | { problem: string } {
+  if (!arg.startsWith(`${storeDir}/`)) return { problem: `is not a path in the store ${storeDir}` }
+  const end = arg.indexOf('/', storeDir.length + 1)
+  const top = end < 0 ? arg : arg.slice(0, end)
+  const problem = storePathProblem(top, storeDir)
+  return problem ? { problem } : { path: top }
 }

@@ -49,7 +49,7 @@ it.each([
   [['--', 'nix', 'build', '.#x', '--out-link', 'r'], 'usage', 2, /out-link is not allowed/],
   [['--', 'nix', 'develop'], 'usage', 2, /wraps "nix build" or "nix-build"/],
   [['--store', 'https://cache.example', '--', 'nix', 'build', '.#x'], 'store', 3, /cannot hold roots in the store "https:\/\/cache.example"/],
-  [['--', 'nix', 'build', '--store', 'ssh-ng://host', '.#x'], 'store', 3, /ssh-ng:\/\/host/],
+  [['--', 'nix', 'build', '--store', 'ssh-ng://-oProxyCommand=x', '.#x'], 'usage', 2, /refusing the store URL "ssh-ng:\/\/-oProxyCommand=x": the host must be/],
 ])('reports %j on the channel and exits before building', async (args, kind, code, message) => {
   // PATH without nix: reaching the build would fail differently
   const w = startWrapper(args, { ...process.env, PATH: '/nonexistent' })

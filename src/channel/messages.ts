@@ -6,7 +6,9 @@ import { HoldError, type HoldErrorKind } from '../errors.js'
 import * as validators from './validators.generated.js'
 
 /** A caller's request, once it has passed its schema. */
-export type Request = { readonly type: 'release' } | { readonly type: 'keep'; readonly paths: readonly string[] }
+export type Request =
+  | { readonly type: 'release' }
+  | { readonly type: 'keep' | 'expect'; readonly paths: readonly string[]; readonly store?: string | undefined }
 
 /** One derivation's outputs, as `nix build --json` reports them. */
 export interface BuiltDerivation {
@@ -17,20 +19,23 @@ export interface BuiltDerivation {
 /** What the wrapper tells the caller, one per line. */
 export type Event =
   | { readonly built: readonly string[]; readonly outputs?: readonly BuiltDerivation[] }
-  | { readonly kept: readonly string[] }
-  | { readonly error: { readonly kind: HoldErrorKind; readonly message: string; readonly exitCode?: number } }
+  | { readonly kept: readonly string[]; readonly store?: string }
+  | { readonly expected: readonly string[]; readonly store?: string }
+  | { readonly error: { readonly kind: HoldErrorKind; readonly message: string; readonly exitCode?: number }; readonly store?: string }
   | { readonly released: true }
-  | { readonly lost: readonly string[] }
+  | { readonly lost: readonly string[]; readonly store?: string }
   | { readonly expired: true }
 
 const requestSchemas: Readonly<Record<string, ValidateFunction>> = {
   release: validators.release,
   keep: validators.keep,
+  expect: validators.expect,
 }
 
 const eventSchemas: Readonly<Record<string, ValidateFunction>> = {
   built: validators.built,
   kept: validators.kept,
+  expected: validators.expected,
   error: validators.error,
   released: validators.released,
   lost: validators.lost,
@@ -55,11 +60,14 @@ export function parseRequest(value: unknown): Request {
   const key = Object.keys(value).find((k) => k in requestSchemas)
   if (key === undefined) {
     const keys = Object.keys(value).map((k) => JSON.stringify(k)).join(', ') || 'none'
-    throw new HoldError('protocol', `unknown request (keys: ${keys}); expected "release" or "keep"`)
+    throw new HoldError('protocol', `unknown request (keys: ${keys}); expected "release", "keep" or "expect"`)
   }
   const validate = requestSchemas[key]!
   if (!validate(value)) throw new HoldError('protocol', `invalid "${key}" request: ${firstProblem(validate)}`)
-  return key === 'keep' ? { type: 'keep', paths: (value as { keep: string[] }).keep } : { type: 'release' }
+  if (key === 'release') return { type: 'release' }
+  const { store } = value as { store?: string }
+  const paths = (value as Record<string, string[]>)[key]!
+  return { type: key as 'keep' | 'expect', paths, ...(store === undefined ? {} : { store }) }
 }
 
 /** Checks an outgoing event against its schema; a failure is a bug in nix-hold, not the caller's doing. */
@@ -70,13 +78,14 @@ export function checkEvent(event: Event): void {
   if (!validate(event)) throw new Error(`nix-hold bug: "${key}" event ${firstProblem(validate)}`)
 }
 
-/** The `error` event for a HoldError. */
-export function errorEvent(err: HoldError): Event {
+/** The `error` event for a HoldError; `store` when it is about a store a request named. */
+export function errorEvent(err: HoldError, store?: string): Event {
   return {
     error: {
       kind: err.kind,
       message: err.message,
       ...(err.exitCode === undefined ? {} : { exitCode: err.exitCode }),
     },
+    ...(store === undefined ? {} : { store }),
   }
 }

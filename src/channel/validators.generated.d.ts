@@ -2,6 +2,8 @@
 import type { ValidateFunction } from 'ajv'
 export declare const built: ValidateFunction
 export declare const error: ValidateFunction
+export declare const expect: ValidateFunction
+export declare const expected: ValidateFunction
 export declare const expired: ValidateFunction
 export declare const keep: ValidateFunction
 export declare const kept: ValidateFunction

@@ -171,7 +171,7 @@ return errors === 0;
 }
 
 export const error = validate11;
-const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"error.json","title":"error (wrapper to caller)","description":"Something failed. Kind `protocol` leaves the hold as it was; the other kinds come before a hold exists, and the wrapper exits after sending them.","type":"object","required":["error"],"properties":{"error":{"type":"object","required":["kind","message"],"properties":{"kind":{"enum":["build","protocol","store","usage"]},"message":{"type":"string"},"exitCode":{"description":"For kind `build`: the build command's exit code, 128 + N for signal N.","type":"integer","minimum":0}}}}};
+const schema15 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"error.json","title":"error (wrapper to caller)","description":"Something failed. Kind `protocol` leaves the hold as it was; the other kinds come before a hold exists, and the wrapper exits after sending them.","type":"object","required":["error"],"properties":{"error":{"type":"object","required":["kind","message"],"properties":{"kind":{"enum":["build","protocol","store","usage"]},"message":{"type":"string"},"exitCode":{"description":"For kind `build`: the build command's exit code, 128 + N for signal N.","type":"integer","minimum":0}}},"store":{"description":"The store this is about, as the request named it; absent for the hold's own store.","type":"string"}}};
 
 function validate11(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="error.json" */;
@@ -250,6 +250,23 @@ validate11.errors = [{instancePath:instancePath+"/error",schemaPath:"#/propertie
 return false;
 }
 }
+var valid0 = _errs1 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.store !== undefined){
+const _errs8 = errors;
+if(typeof data.store !== "string"){
+validate11.errors = [{instancePath:instancePath+"/store",schemaPath:"#/properties/store/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid0 = _errs8 === errors;
+}
+else {
+var valid0 = true;
+}
 }
 }
 }
@@ -262,25 +279,93 @@ validate11.errors = vErrors;
 return errors === 0;
 }
 
-export const expired = validate12;
-const schema16 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"expired.json","title":"expired (wrapper to caller)","description":"--max-hold ran out: every root is dropped; the wrapper exits 0 right after.","type":"object","required":["expired"],"properties":{"expired":{"const":true}}};
+export const expect = validate12;
+const schema16 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"expect.json","title":"expect (caller to wrapper)","description":"Root these store paths before they exist (a nix copy then lands them already held). They are checked as store paths, not for validity; a later keep of the same paths confirms they are valid.","type":"object","required":["expect"],"properties":{"expect":{"type":"array","minItems":1,"maxItems":100000,"items":{"type":"string"}},"store":{"description":"The store to hold on, as a store URL: ssh-ng://[user@]host[:port][?params] or ssh://… for another machine, or a local store URL. Absent: the hold's own store.","type":"string","pattern":"^[\\s\\S]{1,4096}$"}},"additionalProperties":false};
+const pattern3 = new RegExp("^[\\s\\S]{1,4096}$", "u");
 
 function validate12(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
-/*# sourceURL="expired.json" */;
+/*# sourceURL="expect.json" */;
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
-if((data.expired === undefined) && (missing0 = "expired")){
+if((data.expect === undefined) && (missing0 = "expect")){
 validate12.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
-if(data.expired !== undefined){
-if(true !== data.expired){
-validate12.errors = [{instancePath:instancePath+"/expired",schemaPath:"#/properties/expired/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"}];
+const _errs1 = errors;
+for(const key0 in data){
+if(!((key0 === "expect") || (key0 === "store"))){
+validate12.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
 return false;
+break;
+}
+}
+if(_errs1 === errors){
+if(data.expect !== undefined){
+let data0 = data.expect;
+const _errs2 = errors;
+if(errors === _errs2){
+if(Array.isArray(data0)){
+if(data0.length > 100000){
+validate12.errors = [{instancePath:instancePath+"/expect",schemaPath:"#/properties/expect/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"}];
+return false;
+}
+else {
+if(data0.length < 1){
+validate12.errors = [{instancePath:instancePath+"/expect",schemaPath:"#/properties/expect/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+return false;
+}
+else {
+var valid1 = true;
+const len0 = data0.length;
+for(let i0=0; i0<len0; i0++){
+const _errs4 = errors;
+if(typeof data0[i0] !== "string"){
+validate12.errors = [{instancePath:instancePath+"/expect/" + i0,schemaPath:"#/properties/expect/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid1 = _errs4 === errors;
+if(!valid1){
+break;
+}
+}
+}
+}
+}
+else {
+validate12.errors = [{instancePath:instancePath+"/expect",schemaPath:"#/properties/expect/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid0 = _errs2 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.store !== undefined){
+let data2 = data.store;
+const _errs6 = errors;
+if(errors === _errs6){
+if(typeof data2 === "string"){
+if(!pattern3.test(data2)){
+validate12.errors = [{instancePath:instancePath+"/store",schemaPath:"#/properties/store/pattern",keyword:"pattern",params:{pattern: "^[\\s\\S]{1,4096}$"},message:"must match pattern \""+"^[\\s\\S]{1,4096}$"+"\""}];
+return false;
+}
+}
+else {
+validate12.errors = [{instancePath:instancePath+"/store",schemaPath:"#/properties/store/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid0 = _errs6 === errors;
+}
+else {
+var valid0 = true;
+}
 }
 }
 }
@@ -294,66 +379,71 @@ validate12.errors = vErrors;
 return errors === 0;
 }
 
-export const keep = validate13;
-const schema17 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"keep.json","title":"keep (caller to wrapper)","description":"Add these paths to the hold. Each is a store path, or a path (absolute or relative to the wrapper's working directory) whose symlinks lead into one.","type":"object","required":["keep"],"properties":{"keep":{"type":"array","minItems":1,"maxItems":100000,"items":{"type":"string"}}},"additionalProperties":false};
+export const expected = validate13;
+const schema17 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"expected.json","title":"expected (wrapper to caller)","description":"The answer to an expect request: these store paths are rooted on the store, valid or not yet.","type":"object","required":["expected"],"properties":{"expected":{"type":"array","items":{"$ref":"store-path.json"}},"store":{"description":"The store this is about, as the request named it; absent for the hold's own store.","type":"string"}}};
 
 function validate13(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
-/*# sourceURL="keep.json" */;
+/*# sourceURL="expected.json" */;
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
-if((data.keep === undefined) && (missing0 = "keep")){
+if((data.expected === undefined) && (missing0 = "expected")){
 validate13.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
+if(data.expected !== undefined){
+let data0 = data.expected;
 const _errs1 = errors;
-for(const key0 in data){
-if(!(key0 === "keep")){
-validate13.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
-return false;
-break;
-}
-}
-if(_errs1 === errors){
-if(data.keep !== undefined){
-let data0 = data.keep;
-const _errs2 = errors;
-if(errors === _errs2){
+if(errors === _errs1){
 if(Array.isArray(data0)){
-if(data0.length > 100000){
-validate13.errors = [{instancePath:instancePath+"/keep",schemaPath:"#/properties/keep/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"}];
-return false;
-}
-else {
-if(data0.length < 1){
-validate13.errors = [{instancePath:instancePath+"/keep",schemaPath:"#/properties/keep/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
-return false;
-}
-else {
 var valid1 = true;
 const len0 = data0.length;
 for(let i0=0; i0<len0; i0++){
+let data1 = data0[i0];
+const _errs3 = errors;
 const _errs4 = errors;
-if(typeof data0[i0] !== "string"){
-validate13.errors = [{instancePath:instancePath+"/keep/" + i0,schemaPath:"#/properties/keep/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+if(errors === _errs4){
+if(typeof data1 === "string"){
+if(!pattern0.test(data1)){
+validate13.errors = [{instancePath:instancePath+"/expected/" + i0,schemaPath:"store-path.json/pattern",keyword:"pattern",params:{pattern: "^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"},message:"must match pattern \""+"^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"+"\""}];
 return false;
 }
-var valid1 = _errs4 === errors;
+}
+else {
+validate13.errors = [{instancePath:instancePath+"/expected/" + i0,schemaPath:"store-path.json/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid1 = _errs3 === errors;
 if(!valid1){
 break;
 }
 }
 }
-}
-}
 else {
-validate13.errors = [{instancePath:instancePath+"/keep",schemaPath:"#/properties/keep/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate13.errors = [{instancePath:instancePath+"/expected",schemaPath:"#/properties/expected/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
+var valid0 = _errs1 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.store !== undefined){
+const _errs6 = errors;
+if(typeof data.store !== "string"){
+validate13.errors = [{instancePath:instancePath+"/store",schemaPath:"#/properties/store/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid0 = _errs6 === errors;
+}
+else {
+var valid0 = true;
 }
 }
 }
@@ -367,10 +457,141 @@ validate13.errors = vErrors;
 return errors === 0;
 }
 
-export const kept = validate14;
-const schema18 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"kept.json","title":"kept (wrapper to caller)","description":"The answer to --keep or to a keep request: these store paths are valid and held.","type":"object","required":["kept"],"properties":{"kept":{"type":"array","items":{"$ref":"store-path.json"}}}};
+export const expired = validate14;
+const schema19 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"expired.json","title":"expired (wrapper to caller)","description":"--max-hold ran out: every root is dropped; the wrapper exits 0 right after.","type":"object","required":["expired"],"properties":{"expired":{"const":true}}};
 
 function validate14(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+/*# sourceURL="expired.json" */;
+let vErrors = null;
+let errors = 0;
+if(errors === 0){
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing0;
+if((data.expired === undefined) && (missing0 = "expired")){
+validate14.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+return false;
+}
+else {
+if(data.expired !== undefined){
+if(true !== data.expired){
+validate14.errors = [{instancePath:instancePath+"/expired",schemaPath:"#/properties/expired/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"}];
+return false;
+}
+}
+}
+}
+else {
+validate14.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+validate14.errors = vErrors;
+return errors === 0;
+}
+
+export const keep = validate15;
+const schema20 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"keep.json","title":"keep (caller to wrapper)","description":"Add these paths to the hold. Each is a store path, or a path (absolute or relative to the wrapper's working directory) whose symlinks lead into one. With \"store\", on that store, over a connection opened for it on first use.","type":"object","required":["keep"],"properties":{"keep":{"type":"array","minItems":1,"maxItems":100000,"items":{"type":"string"}},"store":{"description":"The store to hold on, as a store URL: ssh-ng://[user@]host[:port][?params] or ssh://… for another machine, or a local store URL. Absent: the hold's own store.","type":"string","pattern":"^[\\s\\S]{1,4096}$"}},"additionalProperties":false};
+
+function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+/*# sourceURL="keep.json" */;
+let vErrors = null;
+let errors = 0;
+if(errors === 0){
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing0;
+if((data.keep === undefined) && (missing0 = "keep")){
+validate15.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+return false;
+}
+else {
+const _errs1 = errors;
+for(const key0 in data){
+if(!((key0 === "keep") || (key0 === "store"))){
+validate15.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs1 === errors){
+if(data.keep !== undefined){
+let data0 = data.keep;
+const _errs2 = errors;
+if(errors === _errs2){
+if(Array.isArray(data0)){
+if(data0.length > 100000){
+validate15.errors = [{instancePath:instancePath+"/keep",schemaPath:"#/properties/keep/maxItems",keyword:"maxItems",params:{limit: 100000},message:"must NOT have more than 100000 items"}];
+return false;
+}
+else {
+if(data0.length < 1){
+validate15.errors = [{instancePath:instancePath+"/keep",schemaPath:"#/properties/keep/minItems",keyword:"minItems",params:{limit: 1},message:"must NOT have fewer than 1 items"}];
+return false;
+}
+else {
+var valid1 = true;
+const len0 = data0.length;
+for(let i0=0; i0<len0; i0++){
+const _errs4 = errors;
+if(typeof data0[i0] !== "string"){
+validate15.errors = [{instancePath:instancePath+"/keep/" + i0,schemaPath:"#/properties/keep/items/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid1 = _errs4 === errors;
+if(!valid1){
+break;
+}
+}
+}
+}
+}
+else {
+validate15.errors = [{instancePath:instancePath+"/keep",schemaPath:"#/properties/keep/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+return false;
+}
+}
+var valid0 = _errs2 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.store !== undefined){
+let data2 = data.store;
+const _errs6 = errors;
+if(errors === _errs6){
+if(typeof data2 === "string"){
+if(!pattern3.test(data2)){
+validate15.errors = [{instancePath:instancePath+"/store",schemaPath:"#/properties/store/pattern",keyword:"pattern",params:{pattern: "^[\\s\\S]{1,4096}$"},message:"must match pattern \""+"^[\\s\\S]{1,4096}$"+"\""}];
+return false;
+}
+}
+else {
+validate15.errors = [{instancePath:instancePath+"/store",schemaPath:"#/properties/store/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+}
+var valid0 = _errs6 === errors;
+}
+else {
+var valid0 = true;
+}
+}
+}
+}
+}
+else {
+validate15.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+validate15.errors = vErrors;
+return errors === 0;
+}
+
+export const kept = validate16;
+const schema21 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"kept.json","title":"kept (wrapper to caller)","description":"The answer to --keep or to a keep request: these store paths are valid and held.","type":"object","required":["kept"],"properties":{"kept":{"type":"array","items":{"$ref":"store-path.json"}},"store":{"description":"The store this is about, as the request named it; absent for the hold's own store.","type":"string"}}};
+
+function validate16(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="kept.json" */;
 let vErrors = null;
 let errors = 0;
@@ -378,7 +599,7 @@ if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((data.kept === undefined) && (missing0 = "kept")){
-validate14.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate16.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
@@ -396,12 +617,12 @@ const _errs4 = errors;
 if(errors === _errs4){
 if(typeof data1 === "string"){
 if(!pattern0.test(data1)){
-validate14.errors = [{instancePath:instancePath+"/kept/" + i0,schemaPath:"store-path.json/pattern",keyword:"pattern",params:{pattern: "^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"},message:"must match pattern \""+"^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"+"\""}];
+validate16.errors = [{instancePath:instancePath+"/kept/" + i0,schemaPath:"store-path.json/pattern",keyword:"pattern",params:{pattern: "^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"},message:"must match pattern \""+"^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"+"\""}];
 return false;
 }
 }
 else {
-validate14.errors = [{instancePath:instancePath+"/kept/" + i0,schemaPath:"store-path.json/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate16.errors = [{instancePath:instancePath+"/kept/" + i0,schemaPath:"store-path.json/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -412,26 +633,43 @@ break;
 }
 }
 else {
-validate14.errors = [{instancePath:instancePath+"/kept",schemaPath:"#/properties/kept/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate16.errors = [{instancePath:instancePath+"/kept",schemaPath:"#/properties/kept/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
+}
+var valid0 = _errs1 === errors;
+}
+else {
+var valid0 = true;
+}
+if(valid0){
+if(data.store !== undefined){
+const _errs6 = errors;
+if(typeof data.store !== "string"){
+validate16.errors = [{instancePath:instancePath+"/store",schemaPath:"#/properties/store/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+return false;
+}
+var valid0 = _errs6 === errors;
+}
+else {
+var valid0 = true;
 }
 }
 }
 }
 else {
-validate14.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+validate16.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
 return false;
 }
 }
-validate14.errors = vErrors;
+validate16.errors = vErrors;
 return errors === 0;
 }
 
-export const lost = validate15;
-const schema20 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"lost.json","title":"lost (wrapper to caller)","description":"The daemon connection broke while holding; on reconnecting, these paths were gone. They are no longer held; every other path is held again.","type":"object","required":["lost"],"properties":{"lost":{"type":"array","items":{"$ref":"store-path.json"}}}};
+export const lost = validate17;
+const schema23 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"lost.json","title":"lost (wrapper to caller)","description":"The daemon connection broke while holding; on reconnecting, these paths were gone. They are no longer held; every other path is held again.","type":"object","required":["lost"],"properties":{"lost":{"type":"array","items":{"$ref":"store-path.json"}},"store":{"description":"The store this is about, as the request named it; absent for the hold's own store.","type":"string"}}};
 
-function validate15(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+function validate17(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="lost.json" */;
 let vErrors = null;
 let errors = 0;
@@ -439,7 +677,7 @@ if(errors === 0){
 if(data && typeof data == "object" && !Array.isArray(data)){
 let missing0;
 if((data.lost === undefined) && (missing0 = "lost")){
-validate15.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+validate17.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
 return false;
 }
 else {
@@ -457,12 +695,12 @@ const _errs4 = errors;
 if(errors === _errs4){
 if(typeof data1 === "string"){
 if(!pattern0.test(data1)){
-validate15.errors = [{instancePath:instancePath+"/lost/" + i0,schemaPath:"store-path.json/pattern",keyword:"pattern",params:{pattern: "^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"},message:"must match pattern \""+"^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"+"\""}];
+validate17.errors = [{instancePath:instancePath+"/lost/" + i0,schemaPath:"store-path.json/pattern",keyword:"pattern",params:{pattern: "^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"},message:"must match pattern \""+"^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"+"\""}];
 return false;
 }
 }
 else {
-validate15.errors = [{instancePath:instancePath+"/lost/" + i0,schemaPath:"store-path.json/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate17.errors = [{instancePath:instancePath+"/lost/" + i0,schemaPath:"store-path.json/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
@@ -473,83 +711,26 @@ break;
 }
 }
 else {
-validate15.errors = [{instancePath:instancePath+"/lost",schemaPath:"#/properties/lost/type",keyword:"type",params:{type: "array"},message:"must be array"}];
+validate17.errors = [{instancePath:instancePath+"/lost",schemaPath:"#/properties/lost/type",keyword:"type",params:{type: "array"},message:"must be array"}];
 return false;
 }
 }
-}
-}
+var valid0 = _errs1 === errors;
 }
 else {
-validate15.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+var valid0 = true;
+}
+if(valid0){
+if(data.store !== undefined){
+const _errs6 = errors;
+if(typeof data.store !== "string"){
+validate17.errors = [{instancePath:instancePath+"/store",schemaPath:"#/properties/store/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
-}
-validate15.errors = vErrors;
-return errors === 0;
-}
-
-export const release = validate16;
-const schema22 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"release.json","title":"release (caller to wrapper)","description":"Drop every root and exit 0.","type":"object","required":["release"],"properties":{"release":{"const":true}},"additionalProperties":false};
-
-function validate16(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
-/*# sourceURL="release.json" */;
-let vErrors = null;
-let errors = 0;
-if(errors === 0){
-if(data && typeof data == "object" && !Array.isArray(data)){
-let missing0;
-if((data.release === undefined) && (missing0 = "release")){
-validate16.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
-return false;
+var valid0 = _errs6 === errors;
 }
 else {
-const _errs1 = errors;
-for(const key0 in data){
-if(!(key0 === "release")){
-validate16.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
-return false;
-break;
-}
-}
-if(_errs1 === errors){
-if(data.release !== undefined){
-if(true !== data.release){
-validate16.errors = [{instancePath:instancePath+"/release",schemaPath:"#/properties/release/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"}];
-return false;
-}
-}
-}
-}
-}
-else {
-validate16.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
-return false;
-}
-}
-validate16.errors = vErrors;
-return errors === 0;
-}
-
-export const released = validate17;
-const schema23 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"released.json","title":"released (wrapper to caller)","description":"Every root is dropped; the wrapper exits 0 right after.","type":"object","required":["released"],"properties":{"released":{"const":true}}};
-
-function validate17(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
-/*# sourceURL="released.json" */;
-let vErrors = null;
-let errors = 0;
-if(errors === 0){
-if(data && typeof data == "object" && !Array.isArray(data)){
-let missing0;
-if((data.released === undefined) && (missing0 = "released")){
-validate17.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
-return false;
-}
-else {
-if(data.released !== undefined){
-if(true !== data.released){
-validate17.errors = [{instancePath:instancePath+"/released",schemaPath:"#/properties/released/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"}];
-return false;
+var valid0 = true;
 }
 }
 }
@@ -563,25 +744,99 @@ validate17.errors = vErrors;
 return errors === 0;
 }
 
-export const storePath = validate18;
+export const release = validate18;
+const schema25 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"release.json","title":"release (caller to wrapper)","description":"Drop every root and exit 0.","type":"object","required":["release"],"properties":{"release":{"const":true}},"additionalProperties":false};
 
 function validate18(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+/*# sourceURL="release.json" */;
+let vErrors = null;
+let errors = 0;
+if(errors === 0){
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing0;
+if((data.release === undefined) && (missing0 = "release")){
+validate18.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+return false;
+}
+else {
+const _errs1 = errors;
+for(const key0 in data){
+if(!(key0 === "release")){
+validate18.errors = [{instancePath,schemaPath:"#/additionalProperties",keyword:"additionalProperties",params:{additionalProperty: key0},message:"must NOT have additional properties"}];
+return false;
+break;
+}
+}
+if(_errs1 === errors){
+if(data.release !== undefined){
+if(true !== data.release){
+validate18.errors = [{instancePath:instancePath+"/release",schemaPath:"#/properties/release/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"}];
+return false;
+}
+}
+}
+}
+}
+else {
+validate18.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+validate18.errors = vErrors;
+return errors === 0;
+}
+
+export const released = validate19;
+const schema26 = {"$schema":"http://json-schema.org/draft-07/schema#","$id":"released.json","title":"released (wrapper to caller)","description":"Every root is dropped; the wrapper exits 0 right after.","type":"object","required":["released"],"properties":{"released":{"const":true}}};
+
+function validate19(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
+/*# sourceURL="released.json" */;
+let vErrors = null;
+let errors = 0;
+if(errors === 0){
+if(data && typeof data == "object" && !Array.isArray(data)){
+let missing0;
+if((data.released === undefined) && (missing0 = "released")){
+validate19.errors = [{instancePath,schemaPath:"#/required",keyword:"required",params:{missingProperty: missing0},message:"must have required property '"+missing0+"'"}];
+return false;
+}
+else {
+if(data.released !== undefined){
+if(true !== data.released){
+validate19.errors = [{instancePath:instancePath+"/released",schemaPath:"#/properties/released/const",keyword:"const",params:{allowedValue: true},message:"must be equal to constant"}];
+return false;
+}
+}
+}
+}
+else {
+validate19.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "object"},message:"must be object"}];
+return false;
+}
+}
+validate19.errors = vErrors;
+return errors === 0;
+}
+
+export const storePath = validate20;
+
+function validate20(data, {instancePath="", parentData, parentDataProperty, rootData=data}={}){
 /*# sourceURL="store-path.json" */;
 let vErrors = null;
 let errors = 0;
 if(errors === 0){
 if(typeof data === "string"){
 if(!pattern0.test(data)){
-validate18.errors = [{instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"},message:"must match pattern \""+"^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"+"\""}];
+validate20.errors = [{instancePath,schemaPath:"#/pattern",keyword:"pattern",params:{pattern: "^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"},message:"must match pattern \""+"^/([^\\u0000]*/)?[0-9a-df-np-sv-z]{32}-[A-Za-z0-9+\\-_?=][A-Za-z0-9+\\-._?=]{0,210}$"+"\""}];
 return false;
 }
 }
 else {
-validate18.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string"}];
+validate20.errors = [{instancePath,schemaPath:"#/type",keyword:"type",params:{type: "string"},message:"must be string"}];
 return false;
 }
 }
-validate18.errors = vErrors;
+validate20.errors = vErrors;
 return errors === 0;
 }
 

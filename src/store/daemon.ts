@@ -19,6 +19,7 @@ import {
   protocolVersion,
 } from './protocol.js'
 import { readStderrMessage } from './stderr.js'
+import { sshArguments, type SshStore } from './ssh.js'
 import { tryRead, WireWriter, type WireReader } from './wire.js'
 import { Queue } from '../queue.js'
 
@@ -30,6 +31,7 @@ import { Queue } from '../queue.js'
 export type DaemonTarget =
   | { readonly type: 'socket'; readonly path: string; readonly stateDir?: string | undefined }
   | { readonly type: 'stdio'; readonly storeUri: string; readonly env: NodeJS.ProcessEnv; readonly stateDir?: string | undefined }
+  | { readonly type: 'ssh'; readonly store: SshStore; readonly env: NodeJS.ProcessEnv; readonly stateDir?: undefined }
 
 export interface ConnectOptions {
   /** Announce at most this minor version (tests use it to exercise older protocol paths). */
@@ -49,6 +51,8 @@ interface Transport {
    * `CLOSE_WAIT_MS` for a worker that does not hang up, then destroys.
    */
   end(): Promise<void>
+  /** What the transport itself last said went wrong (ssh's last line on stderr), if anything. */
+  why?(): string | undefined
 }
 
 /** How long `close()` waits for the daemon's worker to hang up after our half-close. */
@@ -63,7 +67,7 @@ interface Pending {
 }
 
 const describeTarget = (t: DaemonTarget): string =>
-  t.type === 'socket' ? `the Nix daemon socket ${t.path}` : `nix-daemon --stdio (store ${t.storeUri})`
+  t.type === 'socket' ? `the Nix daemon socket ${t.path}` : t.type === 'stdio' ? `nix-daemon --stdio (store ${t.storeUri})` : `the store ${t.store.uri} (${t.store.remoteCommand} over ssh)`
 
 async function openSocket(path: string, signal: AbortSignal | undefined): Promise<Transport> {
   const socket = createConnection({ path })
@@ -120,6 +124,46 @@ async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?
   return { input: child.stdout!, output: child.stdin!, destroy, end: () => (destroy(), exited) }
 }
 
+// ssh says on stderr why a connection failed (unknown host key, refused key, no nix-daemon on the
+// host); the last lines of it are kept for the error message, and the rest is not echoed: a
+// hold on many hosts would otherwise fill its stderr with their banners.
+const STDERR_KEPT = 4096
+
+async function openSshDaemon(target: Extract<DaemonTarget, { type: 'ssh' }>, signal?: AbortSignal): Promise<Transport> {
+  const child: ChildProcess = spawn('ssh', sshArguments(target.store, target.env), { env: target.env, stdio: ['pipe', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => {
+    stderr = (stderr + s).slice(-STDERR_KEPT)
+  })
+  try {
+    await once(child, 'spawn', signal ? { signal } : {})
+  } catch (err) {
+    child.kill('SIGKILL')
+    if (signal?.aborted) throw signal.reason
+    throw new HoldError('store', `cannot start ssh for the store ${target.store.uri}: ${String(err)}`, { cause: err })
+  }
+  // 'close' comes once ssh has exited and its stderr is read to the end
+  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()))
+  const destroy = () => {
+    child.stdin!.destroy()
+    child.stdout!.destroy()
+    child.kill('SIGKILL')
+  }
+  return {
+    input: child.stdout!,
+    output: child.stdin!,
+    destroy,
+    // closing ssh's stdin is EOF for the host's daemon: it drops its roots and exits, and ssh with it
+    async end() {
+      child.stdin!.end()
+      const timer = setTimeout(destroy, CLOSE_WAIT_MS)
+      await exited
+      clearTimeout(timer)
+    },
+    why: () => stderr.split(/\r?\n/).map((line) => line.trim()).filter(Boolean).slice(-2).join('; ') || undefined,
+  }
+}
+
 const readWord = (r: WireReader): number => r.u64()
 
 /** Refuses a protocol minor that no supported daemon can serve (a usage error, before any I/O). */
@@ -168,7 +212,8 @@ export class DaemonConnection {
   static async open(target: DaemonTarget, { maxMinor = NEWEST_MINOR, signal }: ConnectOptions = {}): Promise<DaemonConnection> {
     checkMinor(maxMinor)
     signal?.throwIfAborted()
-    const transport = target.type === 'socket' ? await openSocket(target.path, signal) : await openStdioDaemon(target.storeUri, target.env, signal)
+    const transport =
+      target.type === 'socket' ? await openSocket(target.path, signal) : target.type === 'stdio' ? await openStdioDaemon(target.storeUri, target.env, signal) : await openSshDaemon(target, signal)
     const conn = new DaemonConnection(transport, target)
     const onAbort = () => conn.#fail(new HoldError('store', 'aborted', { cause: signal?.reason }))
     signal?.addEventListener('abort', onAbort, { once: true })
@@ -180,6 +225,11 @@ export class DaemonConnection {
       conn.#fail(isHoldError(err) ? err : new HoldError('store', String(err), { cause: err }))
       await conn.transport.end()
       if (signal?.aborted) throw signal.reason
+      // ssh's own account may have arrived only as it exited
+      const said = conn.transport.why?.()
+      if (said !== undefined && isHoldError(err) && err.kind === 'store' && !err.message.includes(said)) {
+        throw new HoldError('store', `${err.message}: ${said}`, { cause: err })
+      }
       throw err
     } finally {
       signal?.removeEventListener('abort', onAbort)
@@ -392,6 +442,11 @@ export class DaemonConnection {
       // what is left is not a message at all; the plain report below says enough
     }
     const where = describeTarget(this.target)
+    const said = this.transport.why?.()
+    if (said !== undefined && why === undefined) {
+      // what ssh (or the host's shell) said is the best account of a connection that ended
+      return new HoldError('store', `${where} ${err ? `dropped the connection (${(err as NodeJS.ErrnoException).code ?? err.message})` : 'closed the connection'}${this.#handshaken ? '' : ' before the handshake'}: ${said}`, { cause: err })
+    }
     // a hang-up with bytes of ours unread arrives as ECONNRESET, or EPIPE on our next write
     const how = err ? `dropped the connection (${(err as NodeJS.ErrnoException).code ?? err.message})` : 'closed the connection'
     if (why !== undefined) return new HoldError('store', `${where} ${how}: ${why}`, { cause: err })

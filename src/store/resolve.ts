@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { HoldError } from '../errors.js'
 import { readNixConfig } from './config.js'
 import type { DaemonTarget } from './daemon.js'
+import { isSshStoreUri, parseSshStore } from './ssh.js'
 
 const stateDir = (env: NodeJS.ProcessEnv): string => env.NIX_STATE_DIR || '/nix/var/nix'
 
@@ -53,7 +54,8 @@ const socketTarget = (path: string): DaemonTarget => {
 
 /**
  * Where to hold roots for the store `uri` (undefined: as Nix picks it from `env`). A store that
- * cannot hold temp roots (a binary cache, an SSH store) is a HoldError of kind `store`.
+ * cannot hold temp roots (a binary cache) is a HoldError of kind `store`; an ssh URL that could
+ * reach ssh as an option is one of kind `protocol`.
  */
 export function resolveStore(uri: string | undefined, env: NodeJS.ProcessEnv, machine: Machine = thisMachine()): DaemonTarget {
   const chosen = uri ?? configuredStore(env)
@@ -62,7 +64,9 @@ export function resolveStore(uri: string | undefined, env: NodeJS.ProcessEnv, ma
   if (scheme.startsWith('unix://')) return socketTarget(scheme.slice('unix://'.length) || defaultSocketPath(env))
   if (scheme === 'local' || scheme.startsWith('/')) return { type: 'stdio', storeUri: chosen, env, stateDir: localStateDir(chosen, env) }
   if (scheme === '' || scheme === 'auto') return resolveAuto(query, env, machine)
-  throw new HoldError('store', `cannot hold roots in the store "${chosen}": only a local store or a Nix daemon (daemon, unix://…, local, auto) keeps temporary roots`)
+  // another machine: its nix-daemon over ssh (a URL that could reach ssh as an option is refused)
+  if (isSshStoreUri(chosen)) return { type: 'ssh', store: parseSshStore(chosen), env }
+  throw new HoldError('store', `cannot hold roots in the store "${chosen}": only a local store, a Nix daemon (daemon, unix://…, local, auto) or a Nix machine over ssh (ssh-ng://…, ssh://…) keeps temporary roots`)
 }
 
 // "auto", in Nix's order: the local store when its state directory may be written (root,

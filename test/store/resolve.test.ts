@@ -68,7 +68,14 @@ describe('resolveStore', () => {
     expect(resolveStore('auto?root=/r', home, machine())).toMatchObject({ storeUri: 'local?root=/r' })
   })
 
-  it.each(['https://cache.nixos.org', 'ssh://host', 'ssh-ng://host', 'file:///tmp/cache', 's3://bucket'])('refuses %s, which keeps no temp roots', (uri) => {
+  it('reaches ssh:// and ssh-ng:// stores through ssh, refusing a URL that could reach ssh as an option', () => {
+    expect(resolveStore('ssh-ng://root@h1:2200', env)).toMatchObject({ type: 'ssh', store: { host: 'h1', user: 'root', port: 2200 } })
+    expect(resolveStore('ssh-ng://h1', env).stateDir).toBeUndefined() // its collector cannot be watched from here
+    expect(resolveStore('ssh://h1', env)).toMatchObject({ type: 'ssh', store: { remoteCommand: 'nix-daemon --stdio' } })
+    expect(() => resolveStore('ssh-ng://-oProxyCommand=x', env)).toThrow(expect.objectContaining({ kind: 'protocol' }))
+  })
+
+  it.each(['https://cache.nixos.org', 'file:///tmp/cache', 's3://bucket'])('refuses %s, which keeps no temp roots', (uri) => {
     expect(() => resolveStore(uri, env)).toThrow(expect.objectContaining({ kind: 'store', message: expect.stringContaining(uri) }))
   })
 })
