@@ -1,14 +1,15 @@
 // Holds on other machines: loopback sshd "hosts", each with its own Nix store, reached as
 // ssh-ng://hostN through `ssh hostN nix-daemon --stdio`, many from one nix-hold process.
 
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { holdPaths } from '../src/index.js'
 import { unique, useNix } from './helpers/nix.js'
 import { startSshHosts, type SshHosts } from './helpers/ssh-host.js'
-import { startWrapper, type Wrapper } from './helpers/wrapper.js'
+import { CLI, startWrapper, type Wrapper } from './helpers/wrapper.js'
 
 const nix = useNix()
 let ssh: SshHosts
@@ -202,5 +203,45 @@ describe('remote stores', () => {
     expect(readFileSync(marker, 'utf8')).toMatch(/-- shimhost nix-daemon --stdio\n$/)
     w.send({ release: true })
     await w.exit
+  })
+
+  it('holds on hosts through the library: holdPaths on a remote store, keep and expect naming others, one release for all', async () => {
+    const [a, b] = [await onHosts('lib-a', [0]), await nix.buildDemo(unique('lib-b'))]
+    const hold = await holdPaths([a], { env, store: store(0) })
+    expect(await hold.expect([b], { store: store(2) })).toEqual([b])
+    await execa('nix', ['copy', '--no-check-sigs', '--to', store(2), b], { env, extendEnv: false, stdin: 'ignore' })
+    expect(await hold.keep([b], { store: store(2) })).toEqual([b])
+    for (const i of [0, 2]) await ssh.hosts[i]!.gc()
+    expect([await ssh.hosts[0]!.isValid(a), await ssh.hosts[2]!.isValid(b)]).toEqual([true, true])
+    await hold.release()
+    for (const i of [0, 2]) await ssh.hosts[i]!.gc()
+    expect([await ssh.hosts[0]!.isValid(a), await ssh.hosts[2]!.isValid(b)]).toEqual([false, false])
+  })
+
+  it('runs the fleet example: built once here, expected, copied, kept and switched on three hosts, then released', async () => {
+    const bin = join(nix.root, unique('bin'))
+    mkdirSync(bin)
+    writeFileSync(join(bin, 'nix-hold'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`)
+    chmodSync(join(bin, 'nix-hold'), 0o755)
+    // each host's profile directory exists, as /nix/var/nix/profiles does
+    const profiles = join(nix.root, unique('profiles'))
+    for (const h of ['host1', 'host2', 'host3']) mkdirSync(join(profiles, h), { recursive: true })
+    const fleet = new URL('../examples/deploy/fleet.sh', import.meta.url).pathname
+    const system = new URL('../examples/deploy/system.nix', import.meta.url).pathname
+    const { stdout } = await execa('bash', [fleet, join(profiles, '{host}', 'system'), 'host1', 'host2', 'host3', '--', system, '--argstr', 'name', unique('fleet')], {
+      env: { ...env, PATH: `${bin}:${env.PATH}` },
+      extendEnv: false,
+      stdin: 'ignore',
+    })
+    const path = /^built (\S+)$/m.exec(stdout)![1]!
+    expect(stdout).toMatch(/released$/)
+    for (const i of [0, 1, 2]) {
+      await ssh.hosts[i]!.gc()
+      // the profile roots it on each host, and nothing else holds it any more
+      expect(await ssh.hosts[i]!.isValid(path)).toBe(true)
+      expect(readlinkSync(join(profiles, `host${i + 1}`, 'system'))).toMatch(/system-1-link$/)
+    }
+    await nix.gc()
+    expect(await nix.isValid(path)).toBe(false)
   })
 })
