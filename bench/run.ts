@@ -2,12 +2,14 @@
 // Starts its own isolated Nix instance; runs each comparison in alternating rounds; prints a table.
 
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { waitForCollections } from '../src/store/collector.js'
 import { DaemonConnection } from '../src/store/daemon.js'
 import { startNix, type NixInstance } from '../test/helpers/nix-instance.js'
+import { startSshHosts } from '../test/helpers/ssh-host.js'
 import { alternate, differences, firstLine, now, rssKiB, spawnWithChannel, summarize, timeCommand, type Summary } from './measure.js'
 
 const ROOT = new URL('../..', import.meta.url).pathname // dist/bench/ -> the repository
@@ -276,22 +278,80 @@ async function collectorCheck(nix: NixInstance, path: string): Promise<void> {
   row('rooting one path, no collection running', `${(summarize(r.checked).median * 1000).toFixed(0)} µs`, `without the collection check ${(summarize(r.unchecked).median * 1000).toFixed(0)} µs`, `+${extra.toFixed(0)} µs per hold or keep`, 'report', true)
 }
 
+// Holding on other machines: spawn → kept for one path on one loopback host, against a bare
+// `ssh host true` (what ssh itself costs); and one nix-hold holding on 50 stores (aliases of 5
+// loopback hosts), its own RSS against holding on one, the ssh children's apart.
+async function remote(nix: NixInstance, path: string): Promise<void> {
+  const aliases = Object.fromEntries(Array.from({ length: 45 }, (_, i) => [`alias${i + 1}`, i % 5]))
+  const ssh = await startSshHosts(nix, 5, { aliases })
+  try {
+    const env = ssh.clientEnv(nix.env)
+    await execa('nix', ['copy', '--no-check-sigs', '--to', 'ssh-ng://host1', path], { env, extendEnv: false, stdin: 'ignore' })
+    for (let i = 2; i <= 5; i++) await execa('nix', ['copy', '--no-check-sigs', '--to', `ssh-ng://host${i}`, path], { env, extendEnv: false, stdin: 'ignore' })
+    const sshOpts = env.NIX_SSHOPTS!.split(/\s+/)
+    const t = await alternate(Math.max(4, Math.ceil(rounds / 2)), {
+      bare: () => timeCommand('ssh', [...sshOpts, 'host1', 'true'], env),
+      kept: () => timeWrapped(['--store', 'ssh-ng://host1', '--keep', path], env),
+    })
+    const extra = summarize(differences(t.kept, t.bare))
+    row('--keep of one path on one host, spawn → kept → exit', ms(summarize(t.kept)), `ssh host true ${ms(summarize(t.bare))}`, `+${extra.median.toFixed(1)} ms over ssh's own`, 'report', true)
+
+    const stores = ['host1', 'host2', 'host3', 'host4', 'host5', ...Object.keys(aliases)].map((h) => `ssh-ng://${h}`)
+    const holdOn = async (count: number) => {
+      const { child, channel } = spawnWithChannel(NODE, [CLI, '--fd', '3', '--keep', path], env)
+      await firstLine(channel)
+      const lines = createInterface({ input: channel })[Symbol.asyncIterator]()
+      for (const s of stores.slice(0, count)) channel.write(`${JSON.stringify({ keep: [path], store: s })}\n`)
+      for (let i = 0; i < count; i++) await lines.next()
+      const own = await settledRss(child.pid!)
+      const sshKiB = childrenOf(child.pid!).reduce((sum, pid) => sum + rssKiB(pid), 0)
+      channel.end('{"release":true}\n')
+      await once(child, 'exit')
+      return { own, sshKiB }
+    }
+    const one = await holdOn(1)
+    const fifty = await holdOn(50)
+    const ratio = fifty.own / one.own
+    row('RSS holding on 50 stores', mib(fifty.own), `on 1 store ${mib(one.own)}`, `${ratio.toFixed(2)}× (50 ssh children: ${mib(fifty.sshKiB)} more)`, '≤ 1.3×', ratio <= 1.3)
+  } finally {
+    await ssh.stop()
+  }
+}
+
+/** The pids whose parent is `pid` (nix-hold's ssh children). */
+function childrenOf(pid: number): number[] {
+  return readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .filter((name) => {
+      try {
+        return Number(/^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${name}/stat`, 'utf8'))?.[1]) === pid
+      } catch {
+        return false
+      }
+    })
+    .map(Number)
+}
+
 async function main(): Promise<void> {
+  // BENCH_ONLY=remote,collector runs just those parts (names as below); unset, all of them
+  const only = process.env.BENCH_ONLY?.split(',')
+  const part = (name: string) => only === undefined || only.includes(name)
   const nix = await startNix()
   try {
     const env = nix.env
     process.stderr.write(`nix-hold benchmarks (Node ${process.version}, ${rounds} rounds; store on ${nix.root})\n`)
-    await buildOverhead(nix, env)
+    if (part('build')) await buildOverhead(nix, env)
     const held = await execa('nix-build', [derivationFile(nix, 'latency', 1), '--no-out-link'], { env, extendEnv: false, stdin: 'ignore' })
     const path = held.stdout.trim()
     // keep the path alive for the whole run with a hold of our own
     const keeper = spawnWithChannel(NODE, [CLI, '--fd', '3', '--keep', path], env)
     await firstLine(keeper.channel)
-    await closeLatency(env, path)
-    await memory(env, join(nix.root, 'trivial.nix'), path)
-    await collectorCheck(nix, path)
-    await keepMany(nix, env)
-    await fiftyUnderGc(nix, env)
+    if (part('close')) await closeLatency(env, path)
+    if (part('memory')) await memory(env, join(nix.root, 'trivial.nix'), path)
+    if (part('collector')) await collectorCheck(nix, path)
+    if (part('remote')) await remote(nix, path)
+    if (part('keep')) await keepMany(nix, env)
+    if (part('gc')) await fiftyUnderGc(nix, env)
     keeper.channel.end()
     await once(keeper.child, 'exit')
   } finally {

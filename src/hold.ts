@@ -1,5 +1,6 @@
 // The library: build and hold, or hold paths that exist, over a daemon connection this process owns.
 
+import { setMaxListeners } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { prepareBuild } from './build/command.js'
 import { HoldError, isHoldError } from './errors.js'
@@ -180,12 +181,16 @@ class ActiveHold implements Hold {
   // request tries again
   readonly #others = new Map<string, Promise<StoreHold>>()
   #released = false
+  // ends connections still being opened when the hold is released; one listener per opening
+  // store, and a deployment may open fifty at once
+  readonly #releasing = new AbortController()
 
   constructor(
     own: StoreHold,
     readonly derivations: readonly BuiltDerivation[] | undefined,
   ) {
     this.#own = own
+    setMaxListeners(0, this.#releasing.signal)
   }
 
   get paths(): readonly string[] {
@@ -206,7 +211,7 @@ class ActiveHold implements Hold {
     let opening = this.#others.get(store)
     if (!opening) {
       const ctx = contextFor(this.#own.ctx.options, store, store) // a refused URL throws here, before any process starts
-      opening = connect(ctx, undefined).then((conn) => new StoreHold(ctx, conn, []))
+      opening = connect(ctx, this.#releasing.signal).then((conn) => new StoreHold(ctx, conn, []))
       this.#others.set(store, opening)
       opening.catch(() => this.#others.get(store) === opening && this.#others.delete(store))
     }
@@ -216,6 +221,7 @@ class ActiveHold implements Hold {
   async release(): Promise<void> {
     if (this.#released) return
     this.#released = true
+    this.#releasing.abort(new HoldError('usage', 'this hold was released'))
     const others = [...this.#others.values()].map((p) => p.then((h) => h.release(), () => undefined))
     await Promise.all([this.#own.release(), ...others])
   }

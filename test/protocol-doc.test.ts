@@ -6,11 +6,11 @@ import { checkEvent, parseRequest, type Event } from '../src/channel/messages.js
 
 const doc = readFileSync(new URL('../PROTOCOL.md', import.meta.url), 'utf8')
 const examples = [...doc.matchAll(/```json\n(.*?)\n```/gs)].map((m) => m[1]!)
-const REQUESTS = new Set(['release', 'keep'])
+const REQUESTS = new Set(['release', 'keep', 'expect'])
 
 it('has an example of every message', () => {
   const keys = new Set(examples.map((e) => Object.keys(JSON.parse(e))[0]))
-  expect([...keys].sort()).toEqual(['built', 'error', 'expired', 'keep', 'kept', 'lost', 'release', 'released'])
+  expect([...keys].sort()).toEqual(['built', 'error', 'expect', 'expected', 'expired', 'keep', 'kept', 'lost', 'release', 'released'])
 })
 
 it.each(examples)('%s validates against its schema', (text) => {
@@ -22,7 +22,7 @@ it.each(examples)('%s validates against its schema', (text) => {
 })
 
 it('links every schema file', () => {
-  for (const name of ['built', 'kept', 'error', 'released', 'lost', 'expired', 'release', 'keep']) {
+  for (const name of ['built', 'kept', 'expected', 'error', 'released', 'lost', 'expired', 'release', 'keep', 'expect']) {
     expect(doc).toContain(`(schema/${name}.json)`)
   }
 })

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { holdPaths } from '../src/index.js'
-import { unique, useNix } from './helpers/nix.js'
+import { demoCommand, unique, useNix } from './helpers/nix.js'
 import { startSshHosts, type SshHosts } from './helpers/ssh-host.js'
 import { CLI, startWrapper, type Wrapper } from './helpers/wrapper.js'
 
@@ -17,8 +17,8 @@ let env: NodeJS.ProcessEnv
 const store = (i: number) => `ssh-ng://host${i + 1}`
 
 beforeAll(async () => {
-  // host4 has no nix-daemon on its PATH
-  ssh = await startSshHosts(nix, 4, { withoutNixDaemon: [3] })
+  // host4 has no nix-daemon on its PATH; host5 serves the instance's own store, so it can build
+  ssh = await startSshHosts(nix, 5, { withoutNixDaemon: [3], instanceStore: [4] })
   // two more names in a config of the test's own: "stranger" is host1 under a host key alias no
   // known_hosts line vouches for; "nowhere" is a port nothing listens on
   const config = readFileSync(ssh.sshConfig, 'utf8')
@@ -138,6 +138,20 @@ describe('remote stores', () => {
     expect((await w.exit).code).toBe(3)
   })
 
+  it('builds on a host with --store ssh-ng://host, and holds the outputs there over ssh alone', async () => {
+    const w = startWrapper(['--store', store(4), '--', ...demoCommand(unique('remote-build'))], env)
+    const { built } = (await w.next()) as { built: string[] }
+    expect(built).toHaveLength(1)
+    const host = ssh.hosts[4]!
+    // nix-hold's one connection is the ssh one: what keeps the output is the host's temp root
+    await host.gc()
+    expect(await host.isValid(built[0]!)).toBe(true)
+    w.send({ release: true })
+    expect(await w.next()).toEqual({ released: true })
+    await host.gc()
+    expect(await host.isValid(built[0]!)).toBe(false)
+  })
+
   it('holds on a host as its own store with --store ssh-ng://host --keep', async () => {
     const path = await onHosts('own-remote', [1])
     const w = startWrapper(['--store', store(1), '--keep', path], env)
@@ -165,6 +179,32 @@ describe('remote stores', () => {
     expect([await ssh.hosts[0]!.isValid(a), await ssh.hosts[1]!.isValid(b)]).toEqual([true, true])
     w.send({ release: true })
     expect(await w.next()).toEqual({ released: true }) // no "lost": nothing was
+  })
+
+  it('says {"lost","store"} for a path a host collected while its connection was down, and holds the rest there again', async () => {
+    const [a, b] = [await onHosts('lost', [0]), await onHosts('kept', [0])]
+    const host = ssh.hosts[0]!
+    const w = await localHold()
+    w.send({ keep: [a, b], store: store(0) })
+    expect(await w.next()).toEqual({ kept: [a, b], store: store(0) })
+    const [session] = host.sessionPids()
+    const sshd = Number(/^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${session}/stat`, 'utf8'))![1])
+    // a stopped sshd accepts no login: the reconnect waits while the host collects
+    process.kill(sshd, 'SIGSTOP')
+    try {
+      process.kill(session!, 'SIGKILL')
+      expect(await eventually(() => /lost the daemon connection to ssh-ng:\/\/host1/.test(w.stderr()), 10_000)).toBe(true)
+      // the session's nix-daemon exits on EOF, and its roots with it: then a can go
+      const deleted = await eventually(async () => (await execa('nix-store', ['--delete', a], { env: host.env, extendEnv: false, stdin: 'ignore', reject: false })).exitCode === 0, 10_000)
+      expect(deleted).toBe(true)
+    } finally {
+      process.kill(sshd, 'SIGCONT')
+    }
+    expect(await w.next()).toEqual({ lost: [a], store: store(0) })
+    await host.gc()
+    expect(await host.isValid(b)).toBe(true)
+    w.send({ release: true })
+    expect(await w.next()).toEqual({ released: true })
   })
 
   it('drops the roots on every host when nix-hold itself is SIGKILLed', async () => {

@@ -58,6 +58,12 @@ export interface SshHostOptions {
   readonly aliases?: Record<string, number>
   /** Indexes into `hosts` whose remote PATH has no nix-daemon (to test "no nix-daemon on the host"). */
   readonly withoutNixDaemon?: readonly number[]
+  /**
+   * Indexes into `hosts` that serve the client instance's own store, through its daemon, instead
+   * of a chroot store of their own: a machine that can build (a chroot store cannot without a
+   * sandbox). Its `gc` and `isValid` act on the instance's store.
+   */
+  readonly instanceStore?: readonly number[]
 }
 
 /** Fails with a clear message when openssh-server is not installed, rather than skipping. */
@@ -170,7 +176,7 @@ async function startSshd(dir: string, configFor: (port: number) => string, log: 
  */
 export async function startSshHosts(nix: NixInstance, count: number, options: SshHostOptions = {}): Promise<SshHosts> {
   requireSshd()
-  const { aliases = {}, withoutNixDaemon = [] } = options
+  const { aliases = {}, withoutNixDaemon = [], instanceStore = [] } = options
   const names = Array.from({ length: count }, (_, i) => `host${i + 1}`)
   for (const [alias, index] of Object.entries(aliases)) {
     if (!/^[\w.-]+$/.test(alias) || names.includes(alias)) throw new Error(`ssh host alias ${JSON.stringify(alias)} is not a plain name of its own`)
@@ -229,17 +235,21 @@ export async function startSshHosts(nix: NixInstance, count: number, options: Ss
         writeFileSync(join(confDir, 'nix.conf'), nixConf)
         const hostKey = join(hostDir, 'ssh_host_ed25519_key')
         const publicKey = keygen(hostKey)
-        const env: NodeJS.ProcessEnv = {
-          ...base,
-          NIX_REMOTE: `local?root=${root}`,
-          NIX_STORE_DIR: nix.storeDir,
-          NIX_CONF_DIR: confDir,
-          HOME: home,
-          XDG_CACHE_HOME: join(home, '.cache'),
-        }
+        const env: NodeJS.ProcessEnv = instanceStore.includes(index)
+          ? { ...nix.env, HOME: home, XDG_CACHE_HOME: join(home, '.cache') }
+          : {
+              ...base,
+              NIX_REMOTE: `local?root=${root}`,
+              NIX_STORE_DIR: nix.storeDir,
+              NIX_CONF_DIR: confDir,
+              HOME: home,
+              XDG_CACHE_HOME: join(home, '.cache'),
+            }
         const remoteEnv: Record<string, string | undefined> = {
           NIX_REMOTE: env.NIX_REMOTE,
           NIX_STORE_DIR: env.NIX_STORE_DIR,
+          NIX_STATE_DIR: env.NIX_STATE_DIR,
+          NIX_LOG_DIR: env.NIX_LOG_DIR,
           NIX_CONF_DIR: env.NIX_CONF_DIR,
           NIX_DATA_DIR: env.NIX_DATA_DIR,
           NIX_LIBEXEC_DIR: env.NIX_LIBEXEC_DIR,
