@@ -2,13 +2,13 @@
 // Starts its own isolated Nix instance; runs each comparison in alternating rounds; prints a table.
 
 import { once } from 'node:events'
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { waitForCollections } from '../src/store/collector.js'
 import { DaemonConnection } from '../src/store/daemon.js'
-import { startNix, type NixInstance } from '../test/helpers/nix-instance.js'
+import { childrenOf, startNix, type NixInstance } from '../test/helpers/nix-instance.js'
 import { startSshHosts } from '../test/helpers/ssh-host.js'
 import { alternate, differences, firstLine, now, rssKiB, spawnWithChannel, summarize, timeCommand, type Summary } from './measure.js'
 
@@ -316,20 +316,6 @@ async function remote(nix: NixInstance, path: string): Promise<void> {
   } finally {
     await ssh.stop()
   }
-}
-
-/** The pids whose parent is `pid` (nix-hold's ssh children). */
-function childrenOf(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .filter((name) => {
-      try {
-        return Number(/^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${name}/stat`, 'utf8'))?.[1]) === pid
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
 }
 
 async function main(): Promise<void> {

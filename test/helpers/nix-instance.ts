@@ -161,8 +161,8 @@ const scratch = (): string => {
   }
 }
 
-/** The pids whose parent is `pid`: a daemon's workers (they start sessions of their own). */
-function childrenOf(pid: number): number[] {
+/** The pids whose parent is `pid`: a daemon's workers, or nix-hold's ssh children. */
+export function childrenOf(pid: number): number[] {
   return readdirSync('/proc')
     .filter((name) => /^\d+$/.test(name))
     .filter((name) => {
