@@ -245,9 +245,11 @@ async function serve(channel: Channel, hold: Hold, stopped: AbortSignal, maxHold
     try {
       const paths = request.type === 'keep' ? await hold.keep(request.paths, store) : await hold.expect(request.paths, store)
       if (!over) channel.send(request.type === 'keep' ? { kept: paths, ...store } : { expected: paths, ...store })
-    } catch (err) {
-      if (!isHoldError(err)) throw err
+    } catch (caught) {
       if (over) return
+      // anything but a HoldError is a fault of nix-hold's: still an answer, never a crash that
+      // would drop every root
+      const err = isHoldError(caught) ? caught : new HoldError('store', `nix-hold failed: ${String(caught)}`, { cause: caught })
       // a bad path or store URL in a request is the caller's mistake in the protocol; the hold
       // stays as it was
       channel.send(errorEvent(err.kind === 'usage' ? new HoldError('protocol', err.message, { cause: err }) : err, request.store))
@@ -271,7 +273,12 @@ async function serve(channel: Channel, hold: Hold, stopped: AbortSignal, maxHold
       continue
     }
     const request = next.request
-    if (request.type === 'release') return finish({ released: true })
+    // requests before a release are answered before it, as they were sent (a store being
+    // connected to gives up within ssh's ConnectTimeout)
+    if (request.type === 'release') {
+      await Promise.allSettled(queues.values())
+      return finish({ released: true })
+    }
     const key = request.store ?? ''
     const queued = (queues.get(key) ?? Promise.resolve()).then(() => answer(request))
     queues.set(key, queued)

@@ -181,6 +181,7 @@ class ActiveHold implements Hold {
   // request tries again
   readonly #others = new Map<string, Promise<StoreHold>>()
   #released = false
+  #releaseDone: Promise<void> | undefined
   // ends connections still being opened when the hold is released; one listener per opening
   // store, and a deployment may open fifty at once
   readonly #releasing = new AbortController()
@@ -207,7 +208,7 @@ class ActiveHold implements Hold {
 
   #storeHold(store: string | undefined): Promise<StoreHold> {
     if (this.#released) return Promise.reject(new HoldError('usage', 'this hold was released'))
-    if (store === undefined || store === this.#own.ctx.named || store === this.#own.ctx.options.store) return Promise.resolve(this.#own)
+    if (store === undefined || store === this.#own.ctx.options.store) return Promise.resolve(this.#own)
     let opening = this.#others.get(store)
     if (!opening) {
       const ctx = contextFor(this.#own.ctx.options, store, store) // a refused URL throws here, before any process starts
@@ -218,8 +219,12 @@ class ActiveHold implements Hold {
     return opening
   }
 
-  async release(): Promise<void> {
-    if (this.#released) return
+  release(): Promise<void> {
+    this.#releaseDone ??= this.#release()
+    return this.#releaseDone
+  }
+
+  async #release(): Promise<void> {
     this.#released = true
     this.#releasing.abort(new HoldError('usage', 'this hold was released'))
     const others = [...this.#others.values()].map((p) => p.then((h) => h.release(), () => undefined))
@@ -239,6 +244,9 @@ class StoreHold {
   // rooted, validity not asked for (expect): not reported lost when they are not valid
   readonly #expected = new Set<string>()
   #released = false
+  #releasing: Promise<void> | undefined
+  // a connection made to replace a lost one, until it has taken over
+  #replacing: DaemonConnection | undefined
   // settles when a lost connection has been replaced; requests wait on it
   #ready: Promise<void> = Promise.resolve()
   readonly #stopRetrying = new AbortController()
@@ -271,10 +279,13 @@ class StoreHold {
       try {
         return await this.#addOn(conn, args, mode)
       } catch (err) {
+        // released meanwhile: whatever broke off (a wait for a collection, the request itself)
+        // broke off because of that
+        if (this.#released) throw new HoldError('usage', 'this hold was released', { cause: err })
         // The connection went while the request was out (a worker killed, the daemon restarted):
         // what it rooted went with it. Its watcher (subscribed earlier, so told first) is
         // replacing it and rooting every held path again; ask again on the new one.
-        if (conn.isOpen || this.#released) throw err
+        if (conn.isOpen) throw err
         await conn.lost
         await this.#ready
         if (this.#conn === conn) throw err // released while reconnecting
@@ -326,10 +337,17 @@ class StoreHold {
     return resolved
   }
 
-  async release(): Promise<void> {
-    if (this.#released) return
+  release(): Promise<void> {
+    this.#releasing ??= this.#release()
+    return this.#releasing
+  }
+
+  async #release(): Promise<void> {
     this.#released = true
     this.#stopRetrying.abort()
+    // a replacement connection still being set up may wait on the daemon (Nix 2.3 makes a root
+    // wait for a running collection; a host may stall): closing it ends that wait
+    void this.#replacing?.close()
     await this.#ready
     await this.#conn.close()
   }
@@ -347,29 +365,44 @@ class StoreHold {
   async #reconnect(why: HoldError): Promise<void> {
     const { log, onLost } = this.ctx.options
     const label = this.ctx.named === undefined ? '' : ` to ${this.ctx.named}`
-    log?.(`lost the daemon connection${label} (${why.message}); reconnecting`)
+    tell(() => log?.(`lost the daemon connection${label} (${why.message}); reconnecting`))
     const signal = this.#stopRetrying.signal
     for (let delay = 50; !signal.aborted; delay = Math.min(delay * 2, 2000)) {
       let conn: DaemonConnection | undefined
+      let lost: string[]
       try {
         conn = await connect(this.ctx, signal)
-        const lost = await rootAndCheck(this.ctx, conn, this.#paths, signal)
+        this.#replacing = conn
+        lost = await rootAndCheck(this.ctx, conn, this.#paths, signal)
         if (this.#expected.size > 0) await conn.addTempRoots([...this.#expected])
-        this.#conn = conn
-        const gone = new Set(lost)
-        this.#paths = this.#paths.filter((p) => !gone.has(p))
-        this.#watch(conn)
-        if (this.#released) await conn.close()
-        log?.(`reconnected${label}; ${this.#paths.length + this.#expected.size} paths held again`)
-        if (lost.length > 0) onLost?.(lost, this.ctx.named)
-        return
       } catch (err) {
         await conn?.close()
         if (signal.aborted) return
-        log?.(`reconnect${label} failed (${(err as Error).message}); retrying in ${delay} ms`)
+        tell(() => log?.(`reconnect${label} failed (${(err as Error).message}); retrying in ${delay} ms`))
         await sleep(delay, undefined, { signal }).catch(() => undefined)
+        continue
+      } finally {
+        this.#replacing = undefined
       }
+      this.#conn = conn
+      const gone = new Set(lost)
+      this.#paths = this.#paths.filter((p) => !gone.has(p))
+      this.#watch(conn)
+      if (this.#released) await conn.close()
+      // the caller's callbacks come last: a throw there must not undo the new connection
+      tell(() => log?.(`reconnected${label}; ${this.#paths.length + this.#expected.size} paths held again`))
+      if (lost.length > 0) tell(() => onLost?.(lost, this.ctx.named))
+      return
     }
+  }
+}
+
+// Calls a caller's callback; what it throws is its own business, not the hold's.
+function tell(callback: () => void): void {
+  try {
+    callback()
+  } catch {
+    // a throwing log or onLost must not break a reconnect
   }
 }
 

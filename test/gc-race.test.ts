@@ -5,10 +5,12 @@
 // mechanism.
 
 import { existsSync, renameSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import { join } from 'node:path'
 import { execa } from 'execa'
 import { expect, it } from 'vitest'
 import { holdPaths } from '../src/index.js'
-import { nixLabel, unique, useNix } from './helpers/nix.js'
+import { nixLabel, nixVersions, unique, useNix } from './helpers/nix.js'
 
 const nix = useNix()
 
@@ -71,4 +73,26 @@ it(`never reports a path held that a running collection then deletes (Nix ${nixL
   }
   // the race must have been run for real at least once, or this test showed nothing
   expect(raced).toBeGreaterThan(0)
+})
+
+// Nix 2.3 has no collector socket to wait on
+it.skipIf(nixVersions().daemon.legacy)(`ends a keep that waits for a running collection when the hold is released, without a crash (Nix ${nixLabel()})`, async () => {
+  const [held, extra] = await nix.addFiles(unique('released-wait'), 2)
+  let waiting!: () => void
+  const waits = new Promise<void>((resolve) => (waiting = resolve))
+  const log = (m: string) => /garbage collection is running/.test(m) && waiting()
+  const hold = await holdPaths([held!], { env: nix.env, log })
+  await fixture() // garbage enough for the collection to take a while
+  const gc = execa('nix-store', ['--gc'], { env: nix.env, extendEnv: false, stdin: 'ignore' })
+  // the collection is running once its socket accepts a connection
+  const socket = join(nix.stateDir, 'gc-socket', 'socket')
+  const accepts = () => new Promise<boolean>((resolve) => {
+    const s = createConnection({ path: socket }).once('connect', () => (s.destroy(), resolve(true))).once('error', () => resolve(false))
+  })
+  while (!(await accepts())) await turn()
+  const keeping = hold.keep([extra!]).then(() => 'kept', (err: unknown) => err)
+  await waits // the keep is waiting for the collection to end
+  await hold.release()
+  expect(await keeping).toMatchObject({ kind: 'usage', message: 'this hold was released' })
+  await gc
 })

@@ -29,12 +29,13 @@ coproc HOLD { exec nix-hold --stdio -- nix-build "$@"; }
 exec {from_hold}<&"${HOLD[0]}" {to_hold}>&"${HOLD[1]}"
 hold_pid=$HOLD_PID
 
-# sends one request line and reads its answer; stops on an error
+# sends one request line and reads its answer; stops on an error, and on a "lost" (a host's
+# connection dropped and a path was gone when it came back: the deployment is not what it seems)
 ask() {
   echo "$1" >&"$to_hold"
   read -r answer <&"$from_hold"
   case $answer in
-    *'"error"'*) echo "fleet: nix-hold: $answer" >&2; exit 1 ;;
+    *'"error"'* | '{"lost"'*) echo "fleet: nix-hold: $answer" >&2; exit 1 ;;
   esac
 }
 

@@ -106,6 +106,7 @@ async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?
     env: { ...env, NIX_REMOTE: storeUri },
     stdio: ['pipe', 'pipe', 'inherit'],
   })
+  child.on('error', () => undefined) // as for ssh: reported through 'spawn' below, or not at all
   try {
     await once(child, 'spawn', signal ? { signal } : {})
   } catch (err) {
@@ -131,6 +132,8 @@ const STDERR_KEPT = 4096
 
 async function openSshDaemon(target: Extract<DaemonTarget, { type: 'ssh' }>, signal?: AbortSignal): Promise<Transport> {
   const child: ChildProcess = spawn('ssh', sshArguments(target.store, target.env), { env: target.env, stdio: ['pipe', 'pipe', 'pipe'] })
+  // a spawn that fails after an abort has stopped waiting for it must not be an uncaught 'error'
+  child.on('error', () => undefined)
   let stderr = ''
   child.stderr!.setEncoding('utf8').on('data', (s: string) => {
     stderr = (stderr + s).slice(-STDERR_KEPT)
@@ -217,6 +220,7 @@ export class DaemonConnection {
     const conn = new DaemonConnection(transport, target)
     const onAbort = () => conn.#fail(new HoldError('store', 'aborted', { cause: signal?.reason }))
     signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted) onAbort() // aborted while the transport opened
     try {
       await conn.#handshake(maxMinor)
       conn.#handshaken = true

@@ -29,6 +29,10 @@ const IPV6 = /^\[[0-9A-Fa-f:.]+\]$/
 const PROGRAM = /^[A-Za-z0-9_./+][A-Za-z0-9_./+-]*$/
 // Control characters and whitespace anywhere: ssh's parser and the remote shell split on them
 const FORBIDDEN = /[\s\u0000-\u001f\u007f]/
+// The store the host's daemon serves, as `--store`: a local store in plain characters only. Any
+// other kind keeps no temp roots there (its roots would be silently no-ops), and quotes or
+// backslashes mean different things to different login shells.
+const REMOTE_STORE = /^(auto|daemon|local(\?[A-Za-z0-9_./=&%+-]*)?|unix:\/\/\/[A-Za-z0-9_./+-]*|\/[A-Za-z0-9_./+-]*)$/
 
 const refuse = (uri: string, why: string): HoldError => new HoldError('protocol', `refusing the store URL ${JSON.stringify(uri)}: ${why}`)
 
@@ -80,6 +84,7 @@ export function parseSshStore(uri: string): SshStore {
   const program = scheme === 'ssh-ng' ? (params.get('remote-program') ?? 'nix-daemon') : 'nix-daemon'
   if (!PROGRAM.test(program)) throw refuse(uri, 'remote-program must be a plain program name or path')
   const remoteStore = params.get('remote-store') ?? undefined
+  if (remoteStore !== undefined && !REMOTE_STORE.test(remoteStore)) throw refuse(uri, 'remote-store must be a local store (auto, daemon, local[?…], unix:///…, /path) in plain characters')
   const remoteCommand = `${program} --stdio${remoteStore === undefined ? '' : ` --store ${shellQuote(remoteStore)}`}`
   return {
     uri,
@@ -96,12 +101,15 @@ export function parseSshStore(uri: string): SshStore {
 /**
  * The arguments for `ssh` that run the host's daemon: BatchMode first (ssh keeps the first value
  * of an option, so NIX_SSHOPTS cannot turn prompting back on: a missing key or an unknown host
- * key fails at once), then NIX_SSHOPTS as Nix splits it, then the URL's own options, then "--",
+ * key fails at once), then NIX_SSHOPTS as Nix splits it, then keep-alives and a connect timeout
+ * (after NIX_SSHOPTS, so its own values win): a host that crashed must end the connection, or its
+ * paths would be reported held while nothing holds them there. Then the URL's own options, "--",
  * the destination and the remote command. Host keys are checked as the user's ssh config says.
  */
 export function sshArguments(store: SshStore, env: NodeJS.ProcessEnv): string[] {
   const args = ['-o', 'BatchMode=yes', '-x', '-a']
   args.push(...(env.NIX_SSHOPTS ?? '').split(/\s+/).filter(Boolean))
+  args.push('-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=30')
   if (store.sshKey !== undefined) args.push('-i', store.sshKey)
   if (store.port !== undefined) args.push('-p', String(store.port))
   if (store.compress) args.push('-C')

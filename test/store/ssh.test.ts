@@ -49,6 +49,8 @@ describe('parseSshStore', () => {
     ['ssh-ng://host?remote-program=-oProxyCommand', 'remote-program'],
     ['ssh-ng://host?ssh-key=-oProxyCommand=x', 'ssh-key'],
     ['ssh-ng://host?remote-store=a%0Ab', 'control character'],
+    ['ssh-ng://host?remote-store=ssh://other', 'remote-store must be a local store'],
+    ["ssh-ng://host?remote-store=x%5C'%3Breboot%3B%23", 'remote-store must be a local store'],
     ['ssh-ng://host?base64-ssh-public-host-key=AAAA', 'known_hosts'],
   ])('refuses %j with a protocol error', (uri, why) => {
     expect(() => parseSshStore(uri)).toThrow(expect.objectContaining({ kind: 'protocol', message: expect.stringContaining(why) }))
@@ -80,8 +82,8 @@ describe('parseSshStore', () => {
         }
         const args = sshArguments(store, { NIX_SSHOPTS: '-F /etc/cfg' })
         const dash = args.indexOf('--')
-        expect(args.slice(0, 6)).toEqual(['-o', 'BatchMode=yes', '-x', '-a', '-F', '/etc/cfg'])
-        const options = args.slice(6, dash)
+        expect(args.slice(0, 12)).toEqual(['-o', 'BatchMode=yes', '-x', '-a', '-F', '/etc/cfg', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3', '-o', 'ConnectTimeout=30'])
+        const options = args.slice(12, dash)
         for (let i = 0; i < options.length; i++) {
           if (options[i] === '-i' || options[i] === '-p') i++
           else expect(options[i]).toBe('-C')
