@@ -8,6 +8,7 @@ import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { holdPaths } from '../src/index.js'
 import { demoCommand, unique, useNix } from './helpers/nix.js'
+import { childrenOf } from './helpers/nix-instance.js'
 import { startSshHosts, type SshHosts } from './helpers/ssh-host.js'
 import { CLI, startWrapper, type Wrapper } from './helpers/wrapper.js'
 
@@ -179,6 +180,21 @@ describe('remote stores', () => {
     expect([await ssh.hosts[0]!.isValid(a), await ssh.hosts[1]!.isValid(b)]).toEqual([true, true])
     w.send({ release: true })
     expect(await w.next()).toEqual({ released: true }) // no "lost": nothing was
+  })
+
+  it('re-holds on a host whose ssh child of nix-hold\'s own was killed', async () => {
+    const a = await onHosts('ssh-killed', [1])
+    const w = await localHold()
+    w.send({ keep: [a], store: store(1) })
+    await w.next()
+    const sshChild = childrenOf(w.child.pid!).find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('host2'))
+    expect(sshChild).toBeDefined()
+    process.kill(sshChild!, 'SIGKILL')
+    expect(await eventually(() => /reconnected to ssh-ng:\/\/host2; 1 paths held again/.test(w.stderr()), 20_000)).toBe(true)
+    await ssh.hosts[1]!.gc()
+    expect(await ssh.hosts[1]!.isValid(a)).toBe(true)
+    w.send({ release: true })
+    expect(await w.next()).toEqual({ released: true })
   })
 
   it('says {"lost","store"} for a path a host collected while its connection was down, and holds the rest there again', async () => {
