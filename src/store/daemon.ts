@@ -2,7 +2,7 @@
 // Requests are pipelined: each call writes at once and its response is matched by order, since
 // the daemon answers strictly one request after another (docs/nix-worker-protocol §9).
 
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { once } from 'node:events'
 import { createConnection } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
@@ -88,41 +88,46 @@ async function openSocket(path: string, signal: AbortSignal | undefined): Promis
     output: socket,
     destroy: () => socket.destroy(),
     async end() {
-      if (!socket.destroyed) {
-        socket.end()
-        const timer = setTimeout(() => socket.destroy(), CLOSE_WAIT_MS)
-        await closed
-        clearTimeout(timer)
-      }
+      const timer = socket.destroyed ? undefined : setTimeout(() => socket.destroy(), CLOSE_WAIT_MS)
+      socket.end()
       await closed
+      clearTimeout(timer)
     },
   }
 }
 
-async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<Transport> {
-  // The child serves the local store in-process and registers temp roots under its own pid; it
-  // exits when its stdin closes, which also happens if this process is killed.
-  const child: ChildProcess = spawn('nix-daemon', ['--stdio'], {
-    env: { ...env, NIX_REMOTE: storeUri },
-    stdio: ['pipe', 'pipe', 'inherit'],
-  })
-  child.on('error', () => undefined) // as for ssh: reported through 'spawn' below, or not at all
+/**
+ * Starts a child that speaks the protocol on its stdin and stdout, and waits until it runs; a
+ * failure to start is a HoldError of kind `store` that says it could not start `what`.
+ */
+async function startChild(file: string, args: string[], options: SpawnOptions, what: string, signal?: AbortSignal): Promise<{ child: ChildProcess; destroy: () => void; closed: Promise<void> }> {
+  const child = spawn(file, args, options)
+  // a spawn that fails after an abort has stopped waiting for it must not be an uncaught 'error'
+  child.on('error', () => undefined)
+  // 'close' comes once the child has exited and its output is read to the end
+  const closed = new Promise<void>((resolve) => child.once('close', () => resolve()))
   try {
     await once(child, 'spawn', signal ? { signal } : {})
   } catch (err) {
     child.kill('SIGKILL')
     if (signal?.aborted) throw signal.reason
-    throw new HoldError('store', `cannot start nix-daemon --stdio for the local store: ${String(err)}`, { cause: err })
+    throw new HoldError('store', `cannot start ${what}: ${String(err)}`, { cause: err })
   }
-  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => child.once('exit', () => resolve()))
   const destroy = () => {
     child.stdin!.destroy()
     child.stdout!.destroy()
     child.kill('SIGKILL')
   }
+  return { child, destroy, closed }
+}
+
+async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?: AbortSignal): Promise<Transport> {
+  // The child serves the local store in-process and registers temp roots under its own pid; it
+  // exits when its stdin closes, which also happens if this process is killed.
+  const { child, destroy, closed } = await startChild('nix-daemon', ['--stdio'], { env: { ...env, NIX_REMOTE: storeUri }, stdio: ['pipe', 'pipe', 'inherit'] }, 'nix-daemon --stdio for the local store', signal)
   // The child's temp-roots file is locked while it lives, and a collector ignores an unlocked one:
   // once it has exited, its roots are gone, so killing it is as good as a clean shutdown, and quicker.
-  return { input: child.stdout!, output: child.stdin!, destroy, end: () => (destroy(), exited) }
+  return { input: child.stdout!, output: child.stdin!, destroy, end: () => (destroy(), closed) }
 }
 
 // ssh says on stderr why a connection failed (unknown host key, refused key, no nix-daemon on the
@@ -131,27 +136,11 @@ async function openStdioDaemon(storeUri: string, env: NodeJS.ProcessEnv, signal?
 const STDERR_KEPT = 4096
 
 async function openSshDaemon(target: Extract<DaemonTarget, { type: 'ssh' }>, signal?: AbortSignal): Promise<Transport> {
-  const child: ChildProcess = spawn('ssh', sshArguments(target.store, target.env), { env: target.env, stdio: ['pipe', 'pipe', 'pipe'] })
-  // a spawn that fails after an abort has stopped waiting for it must not be an uncaught 'error'
-  child.on('error', () => undefined)
+  const { child, destroy, closed } = await startChild('ssh', sshArguments(target.store, target.env), { env: target.env, stdio: ['pipe', 'pipe', 'pipe'] }, `ssh for the store ${target.store.uri}`, signal)
   let stderr = ''
   child.stderr!.setEncoding('utf8').on('data', (s: string) => {
     stderr = (stderr + s).slice(-STDERR_KEPT)
   })
-  try {
-    await once(child, 'spawn', signal ? { signal } : {})
-  } catch (err) {
-    child.kill('SIGKILL')
-    if (signal?.aborted) throw signal.reason
-    throw new HoldError('store', `cannot start ssh for the store ${target.store.uri}: ${String(err)}`, { cause: err })
-  }
-  // 'close' comes once ssh has exited and its stderr is read to the end
-  const exited = new Promise<void>((resolve) => child.once('close', () => resolve()))
-  const destroy = () => {
-    child.stdin!.destroy()
-    child.stdout!.destroy()
-    child.kill('SIGKILL')
-  }
   return {
     input: child.stdout!,
     output: child.stdin!,
@@ -160,7 +149,7 @@ async function openSshDaemon(target: Extract<DaemonTarget, { type: 'ssh' }>, sig
     async end() {
       child.stdin!.end()
       const timer = setTimeout(destroy, CLOSE_WAIT_MS)
-      await exited
+      await closed
       clearTimeout(timer)
     },
     why: () => stderr.split(/\r?\n/).map((line) => line.trim()).filter(Boolean).slice(-2).join('; ') || undefined,
@@ -446,13 +435,13 @@ export class DaemonConnection {
       // what is left is not a message at all; the plain report below says enough
     }
     const where = describeTarget(this.target)
+    // a hang-up with bytes of ours unread arrives as ECONNRESET, or EPIPE on our next write
+    const how = err ? `dropped the connection (${(err as NodeJS.ErrnoException).code ?? err.message})` : 'closed the connection'
     const said = this.transport.why?.()
     if (said !== undefined && why === undefined) {
       // what ssh (or the host's shell) said is the best account of a connection that ended
-      return new HoldError('store', `${where} ${err ? `dropped the connection (${(err as NodeJS.ErrnoException).code ?? err.message})` : 'closed the connection'}${this.#handshaken ? '' : ' before the handshake'}: ${said}`, { cause: err })
+      return new HoldError('store', `${where} ${how}${this.#handshaken ? '' : ' before the handshake'}: ${said}`, { cause: err })
     }
-    // a hang-up with bytes of ours unread arrives as ECONNRESET, or EPIPE on our next write
-    const how = err ? `dropped the connection (${(err as NodeJS.ErrnoException).code ?? err.message})` : 'closed the connection'
     if (why !== undefined) return new HoldError('store', `${where} ${how}: ${why}`, { cause: err })
     if (!this.#handshaken) {
       // Nix checks allowed-users and trusted-users, and opens its store, before it says a word;
