@@ -1,50 +1,18 @@
 // What happens to a hold when processes die, the daemon goes away, or signals arrive.
 
 import { spawn } from 'node:child_process'
-import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { demoCommand, flavorOf, scriptCommand, unique, useNix } from './helpers/nix.js'
+import { eventually, exited, processesWith } from './helpers/proc.js'
 import { CLI, startWrapper } from './helpers/wrapper.js'
 
 const nix = useNix()
 
 const demo = (n: string) => demoCommand(n)
-
-/** Whether `pid` has exited (a zombie waiting for its parent counts as exited). */
-const exited = (pid: number): boolean => {
-  try {
-    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'))
-  } catch {
-    return true
-  }
-}
-
-/** Polls `condition` every 10 ms until it holds or `ms` pass; returns whether it held. */
-async function eventually(condition: () => boolean | Promise<boolean>, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (await condition()) return true
-    if (Date.now() > deadline) return false
-    await sleep(10)
-  }
-}
-
-/** Processes with a command-line argument that `match` accepts. */
-const processesWith = (match: (arg: string) => boolean): number[] =>
-  readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .filter((pid) => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').some(match)
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
 
 describe('faults', () => {
   it('releases and exits within a second when its caller is SIGKILLed', async () => {

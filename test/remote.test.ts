@@ -8,7 +8,7 @@ import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { holdPaths } from '../src/index.js'
 import { demoCommand, unique, useNix } from './helpers/nix.js'
-import { childrenOf } from './helpers/nix-instance.js'
+import { childrenOf, eventually, parentOf } from './helpers/proc.js'
 import { startSshHosts, type SshHosts } from './helpers/ssh-host.js'
 import { CLI, startWrapper, type Wrapper } from './helpers/wrapper.js'
 
@@ -52,15 +52,6 @@ async function localHold(): Promise<Wrapper> {
   const w = startWrapper(['--keep', own], env)
   expect(await w.next()).toEqual({ kept: [own] })
   return w
-}
-
-async function eventually(condition: () => Promise<boolean> | boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (await condition()) return true
-    if (Date.now() > deadline) return false
-    await sleep(20)
-  }
 }
 
 describe('remote stores', () => {
@@ -204,7 +195,7 @@ describe('remote stores', () => {
     w.send({ keep: [a, b], store: store(0) })
     expect(await w.next()).toEqual({ kept: [a, b], store: store(0) })
     const [session] = host.sessionPids()
-    const sshd = Number(/^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${session}/stat`, 'utf8'))![1])
+    const sshd = parentOf(session!)!
     // a stopped sshd accepts no login: the reconnect waits while the host collects
     process.kill(sshd, 'SIGSTOP')
     try {

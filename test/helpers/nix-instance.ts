@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
+import { childrenOf } from './proc.js'
 
 export const FIXTURES = new URL('../fixtures/', import.meta.url).pathname
 
@@ -159,20 +160,6 @@ const scratch = (): string => {
   } catch {
     return tmpdir()
   }
-}
-
-/** The pids whose parent is `pid`: a daemon's workers, or nix-hold's ssh children. */
-export function childrenOf(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((name) => /^\d+$/.test(name))
-    .filter((name) => {
-      try {
-        return Number(/^\d+ \(.*\) \S (\d+)/.exec(readFileSync(`/proc/${name}/stat`, 'utf8'))?.[1]) === pid
-      } catch {
-        return false
-      }
-    })
-    .map(Number)
 }
 
 export interface StartOptions {

@@ -6,13 +6,14 @@
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
 import type { NixInstance } from './nix-instance.js'
+import { childrenOf, descendantsOf } from './proc.js'
 
 const SSHD = '/usr/sbin/sshd'
 
@@ -94,35 +95,6 @@ function keygen(path: string): string {
 // sshd_config splits its lines like a shell (misc.c argv_split): double quotes keep `?`, `=` and
 // spaces in one token, and a backslash escapes `"` and `\`.
 const quote = (s: string): string => `"${s.replace(/["\\]/g, '\\$&')}"`
-
-/** The parent of every process now, read from /proc (processes that vanish as we look are left out). */
-function parents(): Map<number, number> {
-  const map = new Map<number, number>()
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue
-    try {
-      // the command name in parentheses may itself hold spaces and parentheses: match up to the last ")"
-      const ppid = /^\d+ \(.*\) \S (\d+)/s.exec(readFileSync(`/proc/${name}/stat`, 'utf8'))?.[1]
-      if (ppid !== undefined) map.set(Number(name), Number(ppid))
-    } catch {
-      // gone
-    }
-  }
-  return map
-}
-
-const childrenOf = (pid: number, tree = parents()): number[] => [...tree].filter(([, ppid]) => ppid === pid).map(([child]) => child)
-
-function descendantsOf(pid: number): number[] {
-  const tree = parents()
-  const found: number[] = []
-  for (let queue = [pid]; queue.length > 0; ) {
-    const children = childrenOf(queue.shift()!, tree)
-    found.push(...children)
-    queue.push(...children)
-  }
-  return found
-}
 
 const kill = (pid: number, signal: NodeJS.Signals): void => {
   try {
