@@ -180,10 +180,9 @@ class ActiveHold implements Hold {
   // a store's connection is opened on first use; a failed opening is forgotten, so a later
   // request tries again
   readonly #others = new Map<string, Promise<StoreHold>>()
-  #released = false
   #releaseDone: Promise<void> | undefined
-  // ends connections still being opened when the hold is released; one listener per opening
-  // store, and a deployment may open fifty at once
+  // aborted once the hold is released, which ends connections still being opened; one listener
+  // per opening store, and a deployment may open fifty at once
   readonly #releasing = new AbortController()
 
   constructor(
@@ -207,7 +206,7 @@ class ActiveHold implements Hold {
   }
 
   #storeHold(store: string | undefined): Promise<StoreHold> {
-    if (this.#released) return Promise.reject(new HoldError('usage', 'this hold was released'))
+    if (this.#releasing.signal.aborted) return Promise.reject(new HoldError('usage', 'this hold was released'))
     if (store === undefined || store === this.#own.ctx.options.store) return Promise.resolve(this.#own)
     let opening = this.#others.get(store)
     if (!opening) {
@@ -225,7 +224,6 @@ class ActiveHold implements Hold {
   }
 
   async #release(): Promise<void> {
-    this.#released = true
     this.#releasing.abort(new HoldError('usage', 'this hold was released'))
     const others = [...this.#others.values()].map((p) => p.then((h) => h.release(), () => undefined))
     await Promise.all([this.#own.release(), ...others])
@@ -243,13 +241,17 @@ class StoreHold {
   #paths: string[]
   // rooted, validity not asked for (expect): not reported lost when they are not valid
   readonly #expected = new Set<string>()
-  #released = false
   #releasing: Promise<void> | undefined
   // a connection made to replace a lost one, until it has taken over
   #replacing: DaemonConnection | undefined
   // settles when a lost connection has been replaced; requests wait on it
   #ready: Promise<void> = Promise.resolve()
+  // aborted by release(): retries stop, and waits break off
   readonly #stopRetrying = new AbortController()
+
+  get #released(): boolean {
+    return this.#stopRetrying.signal.aborted
+  }
 
   constructor(
     readonly ctx: Context,
@@ -343,7 +345,6 @@ class StoreHold {
   }
 
   async #release(): Promise<void> {
-    this.#released = true
     this.#stopRetrying.abort()
     // a replacement connection still being set up may wait on the daemon (Nix 2.3 makes a root
     // wait for a running collection; a host may stall): closing it ends that wait
