@@ -94,6 +94,28 @@ async function buildOverhead(nix: NixInstance, env: NodeJS.ProcessEnv): Promise<
     beyondNode <= 40,
   )
 
+  // nix-build runs as nix-instantiate + nix-store --realise (README, "nix-build"): one more Nix
+  // process and one more round trip (rooting the derivations) than a wrapped nix build
+  const legacyBare = ['--no-out-link', trivial]
+  const l = await alternate(
+    rounds,
+    {
+      bare: () => timeCommand('nix-build', legacyBare, env),
+      wrapped: () => timeWrapped(['--', 'nix-build', trivial], env),
+      node: () => timeCommand(NODE, ['-e', '0'], env),
+    },
+    settleTo(nix),
+  )
+  const legacyBeyondNode = summarize(differences(l.wrapped, l.bare, l.node)).median
+  row(
+    'cached trivial nix-build',
+    ms(summarize(l.wrapped)),
+    `bare ${ms(summarize(l.bare))}; node -e 0 ${ms(summarize(l.node))}`,
+    `+${summarize(differences(l.wrapped, l.bare)).median.toFixed(1)} ms: node start-up + ${legacyBeyondNode.toFixed(1)}`,
+    '≤ node start-up + 40 ms',
+    legacyBeyondNode <= 40,
+  )
+
   // an expression that takes about half a second to evaluate: calibrate the work once
   let work = 100_000
   const probe = derivationFile(nix, 'heavy', work)

@@ -128,24 +128,27 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
   connecting.catch((err: unknown) => connectionFailed.abort(err))
   const signal = options.signal ? AbortSignal.any([options.signal, connectionFailed.signal]) : connectionFailed.signal
   let conn: DaemonConnection | undefined
+  // Roots paths (the build's outputs; nix-build's derivations before they are built) and returns
+  // those not valid. A connection lost while the build ran (a daemon restart), or while they were
+  // being rooted, held nothing that counts yet: it is replaced and they are rooted there.
+  const root = async (paths: readonly string[]): Promise<string[]> => {
+    conn ??= await connecting
+    for (let tries = 1; ; tries++) {
+      if (!conn.isOpen) conn = await connect(ctx)
+      try {
+        return await rootAndCheck(ctx, conn, paths, options.signal)
+      } catch (err) {
+        if (conn.isOpen || tries === BUILD_ATTEMPTS) throw err
+      }
+    }
+  }
   try {
     const { runBuild } = await import('./build/run.js')
     for (let attempt = 1; ; attempt++) {
-      const built = await runBuild(prepared, { env: ctx.env, signal })
-      conn ??= await connecting
-      let gone: string[]
-      for (let tries = 1; ; tries++) {
-        // a connection lost while the build ran (a daemon restart), or while its outputs were
-        // being rooted, held nothing that counts yet: replace it and root them there
-        if (!conn.isOpen) conn = await connect(ctx)
-        try {
-          gone = await rootAndCheck(ctx, conn, built.paths, options.signal)
-          break
-        } catch (err) {
-          if (conn.isOpen || tries === BUILD_ATTEMPTS) throw err
-        }
-      }
-      if (gone.length === 0) return new ActiveHold(new StoreHold(ctx, conn, built.paths), built.derivations)
+      const built = await runBuild(prepared, { env: ctx.env, signal, root, log: options.log })
+      const gone = await root(built.paths)
+      // root() has set conn: the connection the outputs are now rooted on
+      if (gone.length === 0) return new ActiveHold(new StoreHold(ctx, conn!, built.paths), built.derivations)
       if (attempt === BUILD_ATTEMPTS) {
         throw new HoldError('store', `garbage collection took ${gone.join(', ')} after each of ${BUILD_ATTEMPTS} builds`)
       }

@@ -3,7 +3,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { FIXTURES, demoCommand, failedBuildCode, nixVersions, unique, useNix } from './helpers/nix.js'
+import { FIXTURES, demoCommand, failedBuildCode, nixVersions, stepsOf, unique, useNix } from './helpers/nix.js'
 import { startWrapper, type Mode } from './helpers/wrapper.js'
 
 const nix = useNix()
@@ -100,11 +100,12 @@ it('exits 2 before building when --fd names a descriptor the caller did not pass
 })
 
 it('delivers a valid, held path even when the output is deleted right after the build exits', async () => {
-  // A `nix` shim first on PATH runs the real build, then deletes what it built: the first time only.
+  // A shim for the program that builds, first on PATH, runs the real one, then deletes what it
+  // built: the first time only.
   const bin = join(nix.root, `shim-${unique('bin')}`)
   mkdirSync(bin)
   const marker = join(bin, 'deleted-once')
-  const tool = demo('x')[0]!
+  const tool = stepsOf(demo('x')).builds
   const shim = join(bin, tool)
   writeFileSync(
     shim,

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
-import { demoCommand, flavorOf, scriptCommand, unique, useNix } from './helpers/nix.js'
+import { demoCommand, scriptCommand, stepsOf, unique, useNix } from './helpers/nix.js'
 import { eventually, exited, processesWith } from './helpers/proc.js'
 import { CLI, startWrapper } from './helpers/wrapper.js'
 
@@ -115,10 +115,11 @@ describe('faults', () => {
   })
 
   it('replaces a daemon connection that was lost while the build ran, and holds the outputs on the new one', async () => {
-    // a `nix` shim runs the real build, then kills every daemon worker: nix-hold's among them
+    // a shim for the program that builds runs the real one, then kills every daemon worker:
+    // nix-hold's among them
     const bin = join(nix.root, unique('killworkers'))
     mkdirSync(bin)
-    const tool = demo('x')[0]!
+    const tool = stepsOf(demo('x')).builds
     writeFileSync(
       join(bin, tool),
       `#!/bin/sh
@@ -144,7 +145,7 @@ exit 0
     const marker = unique('unreachable')
     const bin = join(nix.root, marker)
     mkdirSync(bin)
-    const tool = demo('x')[0]!
+    const tool = stepsOf(demo('x')).first
     writeFileSync(join(bin, tool), `#!/bin/sh\nexec /bin/sleep 600 ${marker}\n`)
     chmodSync(join(bin, tool), 0o755)
     const socket = join(nix.root, marker, 'no-daemon-here')
@@ -159,17 +160,20 @@ exit 0
     const bin = join(nix.root, unique('sigbin'))
     mkdirSync(bin)
     const command = demo(unique('sig'))
-    writeFileSync(join(bin, command[0]!), '#!/bin/sh\nkill -KILL $$\n')
-    chmodSync(join(bin, command[0]!), 0o755)
+    const tool = stepsOf(command).first
+    writeFileSync(join(bin, tool), '#!/bin/sh\nkill -KILL $$\n')
+    chmodSync(join(bin, tool), 0o755)
     const w = startWrapper(['--', ...command], { ...nix.env, PATH: `${bin}:${nix.env.PATH}` })
-    expect(await w.next()).toEqual({ error: { kind: 'build', message: `${flavorOf(command)} was killed by SIGKILL`, exitCode: 137 } })
+    const name = command[0] === 'nix' ? 'nix build' : tool
+    expect(await w.next()).toEqual({ error: { kind: 'build', message: `${name} was killed by SIGKILL`, exitCode: 137 } })
     expect((await w.exit).code).toBe(137)
   })
 
   it('reports a build command that is not on PATH as a build error', async () => {
     const w = startWrapper(['--', 'nix-build', 'x.nix'], { ...nix.env, PATH: '/nonexistent' })
     const event = (await w.next()) as { error: { kind: string; message: string; exitCode: number } }
-    expect(event.error).toMatchObject({ kind: 'build', message: expect.stringMatching(/cannot run nix-build.*ENOENT/), exitCode: 127 })
+    // nix-build is run as nix-instantiate and nix-store --realise, and the message says so
+    expect(event.error).toMatchObject({ kind: 'build', message: expect.stringMatching(/cannot run nix-instantiate.*ENOENT.*runs nix-build as nix-instantiate/), exitCode: 127 })
     expect((await w.exit).code).toBe(127)
   })
 })

@@ -1,12 +1,18 @@
 // Recognises the wrapped build command and adds what nix-hold needs: no out-link, and output
-// paths on stdout in a form that can be parsed.
+// paths on stdout in a form that can be parsed. nix-build is run as two other commands
+// (legacy-args.ts says why); its arguments are only checked here.
 
 import { basename } from 'node:path'
 import { HoldError } from '../errors.js'
+import { scanLegacyArgs } from './legacy-args.js'
 
 export type Flavor = 'nix build' | 'nix-build'
 
-/** The build command as it will run, and the store it names. */
+/**
+ * The build command as it will run, and the store it names. For `nix build`, `args` are what it
+ * runs with; for nix-build, they are its own arguments plus nix-hold's `--store`, still to be
+ * split between nix-instantiate and nix-store --realise.
+ */
 export interface BuildCommand {
   readonly flavor: Flavor
   readonly file: string
@@ -85,7 +91,9 @@ export function prepareBuild(command: readonly string[], store?: string): BuildC
     throw new HoldError('usage', `nix-hold --store ${store} disagrees with --store ${named} in the build command`)
   }
 
-  const added = flavor === 'nix build' ? ['--no-link', '--json'] : ['--no-out-link']
+  // an option nix-build has and nix-hold cannot honour is refused before anything runs
+  if (flavor === 'nix-build') scanLegacyArgs(args, () => 0)
+  const added = flavor === 'nix build' ? ['--no-link', '--json'] : []
   if (named === undefined && store !== undefined) added.push('--store', store)
   const rest = [...args.slice(0, insertAt), ...added, ...args.slice(insertAt)]
   return { flavor, file, args: rest, store: named ?? store }

@@ -1,12 +1,13 @@
-// Runs the wrapped build (execa) and reads the output paths it reports on stdout.
+// Runs the wrapped build and reads the output paths it reports on stdout.
 
-import { constants } from 'node:os'
 import { dirname } from 'node:path'
 import { execa } from 'execa'
-import { HoldError } from '../errors.js'
+import { HoldError, isHoldError } from '../errors.js'
 import type { BuiltDerivation } from '../channel/messages.js'
 import { storePathProblem } from '../store/path.js'
 import type { BuildCommand } from './command.js'
+import { runLegacyBuild } from './legacy.js'
+import { runStep, type StepOptions } from './step.js'
 
 export interface BuildResult {
   /** Every output path, in the order the build reported them. */
@@ -15,52 +16,46 @@ export interface BuildResult {
   readonly derivations: readonly BuiltDerivation[] | undefined
 }
 
-export interface RunOptions {
-  readonly env: NodeJS.ProcessEnv
-  readonly signal?: AbortSignal | undefined
+export interface RunOptions extends StepOptions {
+  /**
+   * Roots store paths on the hold's connection and returns those that are not valid once rooted.
+   * nix-build's derivations are rooted with it between evaluating and building them.
+   */
+  readonly root?: ((paths: readonly string[]) => Promise<readonly string[]>) | undefined
+  /** Where a note meant for a person goes (an evaluation run again). */
+  readonly log?: ((message: string) => void) | undefined
 }
-
-const exitCodeOf = (signal: string | undefined, exitCode: number | undefined): number =>
-  signal ? 128 + (constants.signals[signal as keyof typeof constants.signals] ?? 0) : (exitCode ?? 1)
 
 /**
  * Runs the build with its stderr passed through (Nix's progress shows as usual) and stdout
  * captured. A failure to start, a non-zero exit or a signal is a HoldError of kind `build`
  * carrying the exit code (128 + N for signal N); aborting `signal` stops the build first.
  */
-export async function runBuild(command: BuildCommand, { env, signal }: RunOptions): Promise<BuildResult> {
-  signal?.throwIfAborted()
-  const result = await execa(command.file, command.args, {
-    env,
-    extendEnv: false,
-    stdin: 'ignore',
-    stdout: 'pipe',
-    stderr: 'inherit',
-    reject: false,
-    stripFinalNewline: false,
-    maxBuffer: 64 * 1024 * 1024,
-    ...(signal ? { cancelSignal: signal } : {}),
-    // nix asked to stop (SIGTERM) cancels its builds with the daemon; SIGKILL only if it hangs
-    forceKillAfterDelay: 5000,
-  })
-  if (result.isCanceled) throw signal?.reason ?? new HoldError('build', `${command.flavor} was stopped`)
-  if (result.failed) {
-    if (result.exitCode === undefined && result.signal === undefined) {
-      throw new HoldError('build', `cannot run ${command.file}: ${result.originalMessage ?? result.shortMessage}`, { exitCode: 127, cause: result })
-    }
-    const code = exitCodeOf(result.signal, result.exitCode)
-    if (command.flavor === 'nix build' && code === 1) await refuseOldNixBuild(command, env)
-    const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${code}`
-    throw new HoldError('build', `${command.flavor} ${how}`, { exitCode: code })
+export async function runBuild(command: BuildCommand, options: RunOptions): Promise<BuildResult> {
+  if (command.flavor === 'nix-build') {
+    const paths = checkPaths('nix-build', await runLegacyBuild(command, options))
+    return { paths, derivations: undefined }
   }
-  const stdout = String(result.stdout)
-  const parsed = command.flavor === 'nix build' ? parseJsonOutputs(stdout) : { paths: parseLines(stdout), derivations: undefined }
-  if (parsed.paths.length === 0) throw new HoldError('build', `${command.flavor} succeeded but reported no output paths`, { exitCode: 0 })
-  for (const path of parsed.paths) {
-    const problem = storePathProblem(path, dirname(path))
-    if (problem) throw new HoldError('build', `${command.flavor} reported "${path}", which ${problem}`, { exitCode: 0 })
+  let stdout: string
+  try {
+    stdout = await runStep('nix build', command.file, command.args, options)
+  } catch (err) {
+    if (isHoldError(err) && err.exitCode === 1) await refuseOldNixBuild(command, options.env)
+    throw err
   }
+  const parsed = parseJsonOutputs(stdout)
+  checkPaths('nix build', parsed.paths)
   return parsed
+}
+
+// Every output a build reports must be a store path before it goes near the daemon.
+function checkPaths(name: string, paths: readonly string[]): readonly string[] {
+  if (paths.length === 0) throw new HoldError('build', `${name} succeeded but reported no output paths`, { exitCode: 0 })
+  for (const path of paths) {
+    const problem = storePathProblem(path, dirname(path))
+    if (problem) throw new HoldError('build', `${name} reported "${path}", which ${problem}`, { exitCode: 0 })
+  }
+  return paths
 }
 
 /**
@@ -73,10 +68,6 @@ async function refuseOldNixBuild(command: BuildCommand, env: NodeJS.ProcessEnv):
   if (!m || Number(m[1]) > 2 || (Number(m[1]) === 2 && Number(m[2]) >= 4)) return
   throw new HoldError('usage', `Nix ${m[0]}'s "nix build" cannot report what it built (it has no --json, which came in Nix 2.4); wrap nix-build instead, e.g. nix-hold ... -- nix-build FILE -A ATTR`, { exitCode: 1 })
 }
-
-// Each path once, in the order first reported: Nix 2.24's `nix build -f FILE out lib` reports the
-// derivation once per attribute named, outputs and all.
-const parseLines = (stdout: string): string[] => [...new Set(stdout.split('\n').filter((line) => line.length > 0))]
 
 // `nix build --json`: [{"drvPath": ..., "outputs": {"out": ...}}], or {"path": ...} for a store path given as such.
 function parseJsonOutputs(stdout: string): BuildResult {

@@ -12,8 +12,9 @@ describe('prepareBuild', () => {
     expect(p.args.slice(0, 5)).toEqual(['--extra-experimental-features', 'nix-command', 'build', '--no-link', '--json'])
   })
 
-  it('adds --no-out-link to nix-build', () => {
-    expect(prepareBuild(['nix-build', 'default.nix', '-A', 'x'])).toMatchObject({ flavor: 'nix-build', args: ['--no-out-link', 'default.nix', '-A', 'x'] })
+  it('keeps nix-build\'s arguments as given, to be split between nix-instantiate and nix-store', () => {
+    expect(prepareBuild(['nix-build', 'default.nix', '-A', 'x'])).toMatchObject({ flavor: 'nix-build', args: ['default.nix', '-A', 'x'] })
+    expect(prepareBuild(['nix-build', 'default.nix'], 'unix:///s').args).toEqual(['--store', 'unix:///s', 'default.nix'])
   })
 
   it.each([
@@ -21,6 +22,8 @@ describe('prepareBuild', () => {
     [['nix', 'build', '.#a', '-o', 'r']],
     [['nix', 'build', '.#a', '-Lo', 'r']],
     [['nix-build', 'x.nix', '-o', 'r']],
+    [['nix-build', 'x.nix', '-Ko', 'r']],
+    [['nix-build', 'x.nix', '--add-root', 'r']],
   ])('refuses an out-link: %j', (command) => {
     expect(() => prepareBuild(command)).toThrow(expect.objectContaining({ kind: 'usage', message: expect.stringMatching(/out-link is not allowed/) }))
   })

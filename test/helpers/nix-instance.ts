@@ -84,8 +84,13 @@ export function scriptCommand(name: string, script: string): string[] {
   return nixVersions().client.legacy ? ['nix-build', '-E', expr] : ['nix', 'build', '--impure', '--expr', expr]
 }
 
-/** What nix-hold calls a build command in its messages: "nix build" or "nix-build". */
-export const flavorOf = (command: readonly string[]): string => (command[0] === 'nix' ? 'nix build' : 'nix-build')
+/**
+ * The programs nix-hold runs for a build command, found on PATH: the one it starts first, and the
+ * one that builds and prints the outputs. nix-build is run as nix-instantiate, then nix-store
+ * --realise; a shim that stands in for a step of the build is put first on PATH under that name.
+ */
+export const stepsOf = (command: readonly string[]): { first: string; builds: string } =>
+  command[0] === 'nix' ? { first: 'nix', builds: 'nix' } : { first: 'nix-instantiate', builds: 'nix-store' }
 
 /** The exit code of a build command whose derivation failed: 1, but 100 for Nix 2.3's nix-build. */
 export const failedBuildCode = (command: readonly string[]): number => (command[0] !== 'nix' && nixVersions().client.legacy ? 100 : 1)

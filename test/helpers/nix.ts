@@ -3,7 +3,7 @@
 import { afterAll, beforeAll } from 'vitest'
 import { startNix, type NixInstance } from './nix-instance.js'
 
-export { FIXTURES, demoCommand, failedBuildCode, flavorOf, scriptCommand, nixEnv, nixLabel, nixVersions, startNix, type NixInstance } from './nix-instance.js'
+export { FIXTURES, demoCommand, failedBuildCode, scriptCommand, stepsOf, nixEnv, nixLabel, nixVersions, startNix, type NixInstance } from './nix-instance.js'
 
 /**
  * One isolated instance for the calling test file: started before its first test, stopped after

@@ -43,7 +43,8 @@ it.each([
     const bundle = compileBundle(file)
     const { runBuild } = runBundle(bundle, file)
     const out = '/nix/store/00000000000000000000000000000000-x'
-    runBuild({ flavor: 'nix-build', file: process.execPath, args: ['-e', 'console.log(' + JSON.stringify(out) + ')'] }, { env: process.env })
+    const report = JSON.stringify([{ outputs: { out } }])
+    runBuild({ flavor: 'nix build', file: process.execPath, args: ['-e', 'console.log(' + JSON.stringify(report) + ')'] }, { env: process.env })
       .then((built) => console.log(JSON.stringify({ fromSource: bundle.compiledFromSource, paths: built.paths })))
   `)
   expect(result).toEqual({ fromSource: true, paths: ['/nix/store/00000000000000000000000000000000-x'] })

@@ -1,0 +1,124 @@
+// nix-build, run as nix-instantiate and then nix-store --realise (legacy-args.ts says why), with
+// the derivations rooted on nix-hold's connection in between: once nix-instantiate exits nothing
+// else holds them, and a collection in that gap would leave nix-store nothing to build.
+
+import { realpathSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { execa } from 'execa'
+import { HoldError, isHoldError } from '../errors.js'
+import { storeDirFromEnv, storePathProblem } from '../store/path.js'
+import type { BuildCommand } from './command.js'
+import { type Arity, scanLegacyArgs, splitLegacy } from './legacy-args.js'
+import type { RunOptions } from './run.js'
+import { runStep } from './step.js'
+
+/** How often an evaluation is run again when a collection takes its derivations before they are rooted. */
+const EVALUATION_ATTEMPTS = 3
+
+/** Runs nix-build's work and returns the output paths nix-build would have printed, in its order. */
+export async function runLegacyBuild(command: BuildCommand, options: RunOptions): Promise<string[]> {
+  // nix-build's siblings: the same directory when it was named by path, else PATH, as for it
+  const sibling = (name: string): string => (command.file.includes('/') ? join(dirname(command.file), name) : name)
+  const instantiate = sibling('nix-instantiate')
+  const arities = await lookUpArities(instantiate, command.args, options)
+  const scan = scanLegacyArgs(command.args, (option) => arities.get(option) ?? 0)
+  const storeDir = storeDirFromEnv(options.env)
+  const split = splitLegacy(scan, (target) => derivationOf(target, storeDir))
+
+  let targets: string[] = [...split.derivations]
+  if (split.instantiate !== undefined) {
+    for (let attempt = 1; ; attempt++) {
+      const stdout = await step('nix-instantiate', instantiate, ['--no-gc-warning', ...split.instantiate], options)
+      const evaluated = parseDerivations(stdout)
+      const gone = (await options.root?.(evaluated.map(drvPathOf))) ?? []
+      if (gone.length === 0) {
+        targets = [...targets, ...evaluated]
+        break
+      }
+      if (attempt === EVALUATION_ATTEMPTS) {
+        throw new HoldError('store', `garbage collection took ${gone.join(', ')} after each of ${EVALUATION_ATTEMPTS} evaluations`)
+      }
+      options.log?.(`${gone.join(', ')} was collected before it could be built; evaluating again`)
+    }
+  }
+  // the targets named as store derivations are rooted as well; one that is gone is nix-store's to report
+  if (split.derivations.length > 0) await options.root?.(split.derivations.map(drvPathOf))
+
+  const stdout = await step('nix-store --realise', sibling('nix-store'), ['--realise', '--no-gc-warning', ...split.realise, ...targets], options)
+  // each output once, in the order first printed: one derivation may be named twice
+  return [...new Set(stdout.split('\n').filter((line) => line.length > 0))]
+}
+
+// A step that cannot start says which program it looked for, and why that one.
+async function step(name: string, file: string, args: readonly string[], options: RunOptions): Promise<string> {
+  try {
+    return await runStep(name, file, args, options)
+  } catch (err) {
+    if (!isHoldError(err) || err.exitCode !== 127 || !err.message.startsWith('cannot run')) throw err
+    const note = 'nix-hold runs nix-build as nix-instantiate and nix-store --realise, taken from nix-build\'s directory when it is named by path, else from PATH'
+    throw new HoldError('build', `${err.message} (${note})`, { exitCode: 127, cause: err })
+  }
+}
+
+/**
+ * Asks the user's nix-instantiate how many values each option unknown to nix-hold takes: every
+ * setting is an option, and the value count decides which of the following words are files.
+ * Parsing happens before anything else, so a flag that parses leaves a dummy store that never
+ * opens (2.3 has none and says so, after parsing) and no evaluation.
+ */
+async function lookUpArities(instantiate: string, args: readonly string[], options: RunOptions): Promise<Map<string, Arity>> {
+  const unknown = new Set<string>()
+  scanLegacyArgs(args, (option) => {
+    unknown.add(option)
+    return 0
+  })
+  const arities = new Map<string, Arity>()
+  await Promise.all(
+    [...unknown].map(async (option) => {
+      const r = await execa(instantiate, ['--store', 'dummy://', '--parse', '--expr', '0', option], {
+        env: options.env,
+        extendEnv: false,
+        stdin: 'ignore',
+        reject: false,
+        timeout: 30_000,
+        ...(options.signal ? { cancelSignal: options.signal } : {}),
+      })
+      const stderr = String(r.stderr)
+      const needs = /flag '[^']*' requires (\d+) argument/.exec(stderr)
+      arities.set(option, needs ? Number(needs[1]) : /unrecognised flag/.test(stderr) ? 'unrecognised' : 0)
+    }),
+  )
+  options.signal?.throwIfAborted()
+  return arities
+}
+
+// A target that names a store derivation, directly or through a link (as `nix-build DRV` takes
+// it), as DRV!OUTPUTS; nix-build builds a bare derivation's `out`.
+function derivationOf(target: string, storeDir: string): string | undefined {
+  const bang = target.indexOf('!')
+  const named = bang < 0 ? target : target.slice(0, bang)
+  let path = resolve(named)
+  try {
+    path = realpathSync(path)
+  } catch {
+    // not there (or inside a store this machine cannot see): judged by its name alone
+  }
+  if (!path.endsWith('.drv') || storePathProblem(path, storeDir) !== undefined) return undefined
+  return `${path}!${bang < 0 ? 'out' : target.slice(bang + 1)}`
+}
+
+const drvPathOf = (target: string): string => target.slice(0, target.indexOf('!'))
+
+// nix-instantiate prints DRV, or DRV!OUTPUT for a derivation whose selected output is not `out`.
+// nix-store --realise of a bare DRV would build every output; nix-build builds the selected one.
+function parseDerivations(stdout: string): string[] {
+  const lines = stdout.split('\n').filter((line) => line.length > 0)
+  if (lines.length === 0) throw new HoldError('build', 'nix-instantiate succeeded but printed no derivation', { exitCode: 0 })
+  return lines.map((line) => {
+    const target = line.includes('!') ? line : `${line}!out`
+    const drv = drvPathOf(target)
+    const problem = drv.endsWith('.drv') ? storePathProblem(drv, dirname(drv)) : 'is not a derivation'
+    if (problem) throw new HoldError('build', `nix-instantiate printed "${line}", which ${problem}`, { exitCode: 0 })
+    return target
+  })
+}
