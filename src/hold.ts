@@ -120,9 +120,10 @@ async function rootAndCheck(ctx: Context, conn: DaemonConnection, paths: readonl
 export async function buildAndHold(command: readonly string[], options: HoldOptions = {}): Promise<Hold> {
   const prepared = prepareBuild(command, options.store)
   const ctx = contextFor(options, prepared.store)
-  // The connection is made while the runner (execa) loads and the build runs: nothing can be
-  // rooted before the build ends, so the build does not wait for the daemon's handshake. A
-  // connection that fails stops the build, and its error is the one reported.
+  // The connection is made while the runner (execa) loads and the build runs: nothing is rooted
+  // before an evaluation ends (nix-build's derivations) or the build does (its outputs), so the
+  // build does not wait for the daemon's handshake. A connection that fails stops the build, and
+  // its error is the one reported.
   const connectionFailed = new AbortController()
   const connecting = connect(ctx)
   connecting.catch((err: unknown) => connectionFailed.abort(err))

@@ -52,7 +52,10 @@ it('builds a store derivation named directly, through a link, and with an output
   const drv = stdout.trim()
   const link = join(nix.root, `${n}.link`)
   symlinkSync(drv, link)
-  for (const args of [[drv], [link], [`${drv}!lib`], [link, `${drv}!lib`]]) {
+  // a file with no derivation in it beside one: nix-build builds the one
+  const empty = join(nix.root, `${n}-empty.nix`)
+  writeFileSync(empty, '{ }\n')
+  for (const args of [[drv], [link], [`${drv}!lib`], [link, `${drv}!lib`], [empty, drv]]) {
     const { built } = await holdOnce(args)
     expect(built).toEqual(await nixBuildPrints(args))
   }
@@ -145,4 +148,17 @@ it.each([
   const w = startWrapper(['--', 'nix-build', ...a], nix.env)
   expect(await w.next()).toEqual({ error: { kind: 'build', message: `${failed} exited with code ${reference.exitCode}`, exitCode: reference.exitCode } })
   expect((await w.exit).code).toBe(reference.exitCode)
+})
+
+it('refuses an option whose value count nix-instantiate does not make clear, before building', async () => {
+  // a nix-instantiate that answers the question with an error nix-hold does not know
+  const bin = join(nix.root, unique('unclear'))
+  mkdirSync(bin)
+  writeFileSync(join(bin, 'nix-instantiate'), '#!/bin/sh\necho "error: the disk is on fire" >&2\nexit 1\n')
+  chmodSync(join(bin, 'nix-instantiate'), 0o755)
+  const w = startWrapper(['--', 'nix-build', join(FIXTURES, 'demo.nix'), '--some-setting', 'x'], { ...nix.env, PATH: `${bin}:${nix.env.PATH}` })
+  expect(await w.next()).toEqual({
+    error: { kind: 'usage', message: 'cannot tell how many values --some-setting takes: nix-instantiate said error: the disk is on fire; a setting can be given as --option NAME VALUE instead' },
+  })
+  expect((await w.exit).code).toBe(2)
 })

@@ -34,7 +34,7 @@ interface Option {
 const OUT_LINK = { refuse: 'nix-hold holds outputs without any link, so an out-link is not allowed' }
 
 const OPTIONS: Readonly<Record<string, Option>> = {
-  ...spread(['-A', '--attr', '-I', '--include', '--arg-from-stdin'], 'eval', 1),
+  ...spread(['-A', '--attr', '-I', '--include'], 'eval', 1),
   ...spread(['--arg', '--argstr', '--arg-from-file', '--override-flake'], 'eval', 2),
   ...spread(['--help', '--version'], 'eval', 0),
   ...spread(['-E', '--expr'], 'expressions', 0),
@@ -47,7 +47,11 @@ const OPTIONS: Readonly<Record<string, Option>> = {
   ...spread(['--drv-link', '--exclude', '--keep'], 'drop', 1),
   ...spread(['-o', '--out-link', '--add-root'], OUT_LINK, 1),
   '--dry-run': { route: { refuse: 'a dry run builds nothing, so there is nothing to hold' }, values: 0 },
-  '--run-env': { route: { refuse: 'that makes nix-build a nix-shell, which nix-hold does not wrap' }, values: 0 },
+  ...spread(['--run-env', '-p', '--packages'], { refuse: 'that is nix-shell\'s, which nix-hold does not wrap' }, 0),
+  // nix-shell's too; Nix 2.3's nix-build accepts them and does nothing with them, later ones refuse
+  ...spread(['--command', '--run'], 'drop', 1),
+  // the build gets no standard input: nix-hold's own may be the caller's channel
+  ...spread(['-', '--arg-from-stdin'], { refuse: 'nix-hold gives the build no standard input (it may be the channel to the caller)' }, 0),
   '--eval-store': { route: { refuse: 'nix-store --realise, which builds for nix-hold, cannot take derivations from another store' }, values: 1 },
 }
 
@@ -63,8 +67,6 @@ export interface LegacyScan {
   readonly words: readonly Word[]
   /** `-E` was given: every target is an expression. */
   readonly expressions: boolean
-  /** `-` was given: the expression comes from standard input and the targets are ignored. */
-  readonly stdin: boolean
 }
 
 /** nix-build's work as the two commands that do it. */
@@ -86,7 +88,6 @@ export function scanLegacyArgs(args: readonly string[], arityOf: (option: string
   const words: Word[] = []
   const rest = [...args]
   let expressions = false
-  let stdin = false
   let dashDash = false
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i]!
@@ -95,11 +96,8 @@ export function scanLegacyArgs(args: readonly string[], arityOf: (option: string
       continue
     }
     if (arg === '--') {
+      // kept for nix-instantiate, which reads what follows as files as nix-build would
       dashDash = true
-      continue
-    }
-    if (arg === '-') {
-      stdin = true
       words.push({ to: 'eval', text: arg })
       continue
     }
@@ -126,7 +124,7 @@ export function scanLegacyArgs(args: readonly string[], arityOf: (option: string
     const to = route === 'build' || route === 'both' ? route : 'eval'
     for (const text of [arg, ...values]) words.push({ to, text })
   }
-  return { words, expressions, stdin }
+  return { words, expressions }
 }
 
 function compound(arg: string): string[] {
@@ -153,8 +151,8 @@ export function splitLegacy(scan: LegacyScan, derivationOf: (target: string) => 
   let files = 0
   for (const word of scan.words) {
     if (word.to === 'target') {
-      // after -E every target is an expression; after - they are all ignored, by both commands
-      const drv = scan.expressions || scan.stdin ? undefined : derivationOf(word.text)
+      // after -E every target is an expression
+      const drv = scan.expressions ? undefined : derivationOf(word.text)
       if (drv === undefined) {
         instantiate.push(word.text)
         files++
@@ -167,6 +165,6 @@ export function splitLegacy(scan: LegacyScan, derivationOf: (target: string) => 
     if (word.to !== 'eval') realise.push(word.text)
   }
   // with no target at all nix-build reads default.nix, and so does nix-instantiate
-  const evaluates = files > 0 || derivations.length === 0 || scan.expressions || scan.stdin
+  const evaluates = files > 0 || derivations.length === 0 || scan.expressions
   return { instantiate: evaluates ? instantiate : undefined, realise, derivations }
 }

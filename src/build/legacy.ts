@@ -36,18 +36,23 @@ export async function runLegacyBuild(command: BuildCommand, options: RunOptions)
         break
       }
       if (attempt === EVALUATION_ATTEMPTS) {
-        throw new HoldError('store', `garbage collection took ${gone.join(', ')} after each of ${EVALUATION_ATTEMPTS} evaluations`)
+        throw new HoldError('store', `${gone.join(', ')} was not in the store after each of ${EVALUATION_ATTEMPTS} evaluations: a garbage collection took it each time, or nix-instantiate did not write it (as with --readonly-mode)`)
       }
       options.log?.(`${gone.join(', ')} was collected before it could be built; evaluating again`)
     }
   }
   // the targets named as store derivations are rooted as well; one that is gone is nix-store's to report
   if (split.derivations.length > 0) await options.root?.(split.derivations.map(drvPathOf))
+  // an expression with no derivation in it: nix-build prints nothing, and runBuild says so
+  if (targets.length === 0) return []
 
-  const stdout = await step('nix-store --realise', sibling('nix-store'), ['--realise', '--no-gc-warning', ...split.realise, ...targets], options)
+  // `--` keeps the targets from being read as an option's values, however the options were read
+  const stdout = await step('nix-store --realise', sibling('nix-store'), ['--realise', '--no-gc-warning', ...split.realise, '--', ...targets], options)
   // each output once, in the order first printed: one derivation may be named twice
   return [...new Set(stdout.split('\n').filter((line) => line.length > 0))]
 }
+
+const SIBLINGS = 'nix-hold runs nix-build as nix-instantiate and nix-store --realise, taken from nix-build\'s directory when it is named by path, else from PATH'
 
 // A step that cannot start says which program it looked for, and why that one.
 async function step(name: string, file: string, args: readonly string[], options: RunOptions): Promise<string> {
@@ -55,16 +60,18 @@ async function step(name: string, file: string, args: readonly string[], options
     return await runStep(name, file, args, options)
   } catch (err) {
     if (!isHoldError(err) || err.exitCode !== 127 || !err.message.startsWith('cannot run')) throw err
-    const note = 'nix-hold runs nix-build as nix-instantiate and nix-store --realise, taken from nix-build\'s directory when it is named by path, else from PATH'
-    throw new HoldError('build', `${err.message} (${note})`, { exitCode: 127, cause: err })
+    throw new HoldError('build', `${err.message} (${SIBLINGS})`, { exitCode: 127, cause: err })
   }
 }
+
+const cannotRun = (file: string, why: string): HoldError => new HoldError('build', `cannot run ${file}: ${why} (${SIBLINGS})`, { exitCode: 127 })
 
 /**
  * Asks the user's nix-instantiate how many values each option unknown to nix-hold takes: every
  * setting is an option, and the value count decides which of the following words are files.
- * Parsing happens before anything else, so a flag that parses leaves a dummy store that never
- * opens (2.3 has none and says so, after parsing) and no evaluation.
+ * Nix parses the whole command line first; what comes after (opening a store that holds nothing,
+ * which 2.3 does not have and says so, and parsing `0`) touches nothing. An answer that is none
+ * of those is a usage error, not a guess.
  */
 async function lookUpArities(instantiate: string, args: readonly string[], options: RunOptions): Promise<Map<string, Arity>> {
   const unknown = new Set<string>()
@@ -83,17 +90,26 @@ async function lookUpArities(instantiate: string, args: readonly string[], optio
         timeout: 30_000,
         ...(options.signal ? { cancelSignal: options.signal } : {}),
       })
-      const stderr = String(r.stderr)
+      options.signal?.throwIfAborted()
+      const stderr = String(r.stderr ?? '')
       const needs = /flag '[^']*' requires (\d+) argument/.exec(stderr)
-      arities.set(option, needs ? Number(needs[1]) : /unrecognised flag/.test(stderr) ? 'unrecognised' : 0)
+      if (needs) arities.set(option, Number(needs[1]))
+      else if (/unrecognised flag/.test(stderr)) arities.set(option, 'unrecognised')
+      else if (r.exitCode === 0 || /don't know how to open Nix store/.test(stderr)) arities.set(option, 0)
+      else if (r.exitCode === undefined && r.signal === undefined) throw cannotRun(instantiate, String(r.originalMessage ?? r.shortMessage))
+      else {
+        const said = stderr.trim().split('\n')[0] || (r.timedOut ? 'nothing before timing out' : `nothing (exit ${r.exitCode ?? r.signal})`)
+        throw new HoldError('usage', `cannot tell how many values ${option} takes: nix-instantiate said ${said}; a setting can be given as --option NAME VALUE instead`)
+      }
     }),
   )
-  options.signal?.throwIfAborted()
   return arities
 }
 
 // A target that names a store derivation, directly or through a link (as `nix-build DRV` takes
-// it), as DRV!OUTPUTS; nix-build builds a bare derivation's `out`.
+// it), as DRV!OUTPUTS. For a bare DRV nix-build builds `out` (or the output a derivation's own
+// `outputName` variable names, which no derivation made by `derivation` has). It is a little
+// more lenient than nix-build: `LINK!out`, and several outputs, are built rather than refused.
 function derivationOf(target: string, storeDir: string): string | undefined {
   const bang = target.indexOf('!')
   const named = bang < 0 ? target : target.slice(0, bang)
@@ -113,7 +129,6 @@ const drvPathOf = (target: string): string => target.slice(0, target.indexOf('!'
 // nix-store --realise of a bare DRV would build every output; nix-build builds the selected one.
 function parseDerivations(stdout: string): string[] {
   const lines = stdout.split('\n').filter((line) => line.length > 0)
-  if (lines.length === 0) throw new HoldError('build', 'nix-instantiate succeeded but printed no derivation', { exitCode: 0 })
   return lines.map((line) => {
     const target = line.includes('!') ? line : `${line}!out`
     const drv = drvPathOf(target)

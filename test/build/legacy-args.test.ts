@@ -59,13 +59,16 @@ describe('splitting nix-build between nix-instantiate and nix-store --realise', 
   })
 
   it('drops what nix-build ignores and the out-link choice nix-hold makes itself', () => {
-    const s = split(['x.nix', '--no-out-link', '--no-link', '--drv-link', 'd', '--add-drv-link', '--indirect', '--pure', '--exclude', 'e', '--keep', 'K'])
+    const s = split(['x.nix', '--no-out-link', '--no-link', '--drv-link', 'd', '--add-drv-link', '--indirect', '--pure', '--exclude', 'e', '--keep', 'K', '--run', 'r'])
     expect(s).toEqual({ instantiate: ['x.nix'], realise: [], derivations: [] })
   })
 
   it.each([
     [['x.nix', '--dry-run'], /--dry-run .*nothing to hold/],
     [['x.nix', '--run-env'], /--run-env .*nix-shell/],
+    [['-p', 'hello'], /-p .*nix-shell/],
+    [['x.nix', '-'], /- in the build command: .*no standard input/],
+    [['x.nix', '--arg-from-stdin', 'a'], /--arg-from-stdin .*no standard input/],
     [['x.nix', '--eval-store', 'auto'], /--eval-store .*another store/],
     [['x.nix', '--out-link', 'r'], /--out-link .*not allowed/],
     [['x.nix', '-Ko', 'r'], /-o .*not allowed/],
@@ -90,13 +93,13 @@ describe('splitting nix-build between nix-instantiate and nix-store --realise', 
     expect(split(['-A', 'a']).instantiate).toEqual(['-A', 'a'])
   })
 
-  it('takes every target as an expression after -E, wherever -E stands, and after -', () => {
+  it('takes every target as an expression after -E, wherever -E stands', () => {
     const derivations = { [DRV]: `${DRV}!out` }
     expect(split([DRV, '-E'], {}, derivations)).toMatchObject({ instantiate: [DRV, '-E'], derivations: [] })
-    expect(split([DRV, '-'], {}, derivations)).toMatchObject({ instantiate: [DRV, '-'], derivations: [] })
+    expect(split(['-E', DRV], {}, derivations)).toMatchObject({ instantiate: ['-E', DRV], derivations: [] })
   })
 
-  it('takes every word after -- as a target', () => {
-    expect(split(['-A', 'a', '--', '-j', 'x.nix'])).toMatchObject({ instantiate: ['-A', 'a', '-j', 'x.nix'], realise: [] })
+  it('takes every word after -- as a target, and keeps the -- for nix-instantiate', () => {
+    expect(split(['-A', 'a', '--', '-j', 'x.nix'])).toMatchObject({ instantiate: ['-A', 'a', '--', '-j', 'x.nix'], realise: [] })
   })
 })
