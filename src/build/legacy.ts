@@ -5,12 +5,12 @@
 import { realpathSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { execa } from 'execa'
-import { HoldError, isHoldError } from '../errors.js'
+import { HoldError } from '../errors.js'
 import { storeDirFromEnv, storePathProblem } from '../store/path.js'
 import type { BuildCommand } from './command.js'
 import { type Arity, scanLegacyArgs, splitLegacy } from './legacy-args.js'
 import type { RunOptions } from './run.js'
-import { runStep } from './step.js'
+import { cannotRun, runStep } from './step.js'
 
 /** How often an evaluation is run again when a collection takes its derivations before they are rooted. */
 const EVALUATION_ATTEMPTS = 3
@@ -28,7 +28,7 @@ export async function runLegacyBuild(command: BuildCommand, options: RunOptions)
   let targets: string[] = [...split.derivations]
   if (split.instantiate !== undefined) {
     for (let attempt = 1; ; attempt++) {
-      const stdout = await step('nix-instantiate', instantiate, ['--no-gc-warning', ...split.instantiate], options)
+      const stdout = await runStep('nix-instantiate', instantiate, ['--no-gc-warning', ...split.instantiate], options, SIBLINGS)
       const evaluated = parseDerivations(stdout)
       const gone = (await options.root?.(evaluated.map(drvPathOf))) ?? []
       if (gone.length === 0) {
@@ -47,24 +47,13 @@ export async function runLegacyBuild(command: BuildCommand, options: RunOptions)
   if (targets.length === 0) return []
 
   // `--` keeps the targets from being read as an option's values, however the options were read
-  const stdout = await step('nix-store --realise', sibling('nix-store'), ['--realise', '--no-gc-warning', ...split.realise, '--', ...targets], options)
+  const stdout = await runStep('nix-store --realise', sibling('nix-store'), ['--realise', '--no-gc-warning', ...split.realise, '--', ...targets], options, SIBLINGS)
   // each output once, in the order first printed: one derivation may be named twice
   return [...new Set(stdout.split('\n').filter((line) => line.length > 0))]
 }
 
+// what a step that cannot start adds: which program was looked for, and why that one
 const SIBLINGS = 'nix-hold runs nix-build as nix-instantiate and nix-store --realise, taken from nix-build\'s directory when it is named by path, else from PATH'
-
-// A step that cannot start says which program it looked for, and why that one.
-async function step(name: string, file: string, args: readonly string[], options: RunOptions): Promise<string> {
-  try {
-    return await runStep(name, file, args, options)
-  } catch (err) {
-    if (!isHoldError(err) || err.exitCode !== 127 || !err.message.startsWith('cannot run')) throw err
-    throw new HoldError('build', `${err.message} (${SIBLINGS})`, { exitCode: 127, cause: err })
-  }
-}
-
-const cannotRun = (file: string, why: string): HoldError => new HoldError('build', `cannot run ${file}: ${why} (${SIBLINGS})`, { exitCode: 127 })
 
 /**
  * Asks the user's nix-instantiate how many values each option unknown to nix-hold takes: every
@@ -96,7 +85,7 @@ async function lookUpArities(instantiate: string, args: readonly string[], optio
       if (needs) arities.set(option, Number(needs[1]))
       else if (/unrecognised flag/.test(stderr)) arities.set(option, 'unrecognised')
       else if (r.exitCode === 0 || /don't know how to open Nix store/.test(stderr)) arities.set(option, 0)
-      else if (r.exitCode === undefined && r.signal === undefined) throw cannotRun(instantiate, String(r.originalMessage ?? r.shortMessage))
+      else if (r.exitCode === undefined && r.signal === undefined) throw cannotRun(instantiate, String(r.originalMessage ?? r.shortMessage), SIBLINGS, r)
       else {
         const said = stderr.trim().split('\n')[0] || (r.timedOut ? 'nothing before timing out' : `nothing (exit ${r.exitCode ?? r.signal})`)
         throw new HoldError('usage', `cannot tell how many values ${option} takes: nix-instantiate said ${said}; a setting can be given as --option NAME VALUE instead`)

@@ -33,7 +33,8 @@ export interface RunOptions extends StepOptions {
  */
 export async function runBuild(command: BuildCommand, options: RunOptions): Promise<BuildResult> {
   if (command.flavor === 'nix-build') {
-    const paths = checkPaths('nix-build', await runLegacyBuild(command, options))
+    const paths = await runLegacyBuild(command, options)
+    checkPaths('nix-build', paths)
     return { paths, derivations: undefined }
   }
   let stdout: string
@@ -49,13 +50,12 @@ export async function runBuild(command: BuildCommand, options: RunOptions): Prom
 }
 
 // Every output a build reports must be a store path before it goes near the daemon.
-function checkPaths(name: string, paths: readonly string[]): readonly string[] {
+function checkPaths(name: string, paths: readonly string[]): void {
   if (paths.length === 0) throw new HoldError('build', `${name} succeeded but reported no output paths`, { exitCode: 0 })
   for (const path of paths) {
     const problem = storePathProblem(path, dirname(path))
     if (problem) throw new HoldError('build', `${name} reported "${path}", which ${problem}`, { exitCode: 0 })
   }
-  return paths
 }
 
 /**

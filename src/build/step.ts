@@ -9,14 +9,18 @@ export interface StepOptions {
   readonly signal?: AbortSignal | undefined
 }
 
+/** A command that could not be started (exit code 127, as a shell gives); `note` says where it was looked for. */
+export const cannotRun = (file: string, why: string, note?: string, cause?: unknown): HoldError =>
+  new HoldError('build', `cannot run ${file}: ${why}${note ? ` (${note})` : ''}`, { exitCode: 127, cause })
+
 const exitCodeOf = (signal: string | undefined, exitCode: number | undefined): number =>
   signal ? 128 + (constants.signals[signal as keyof typeof constants.signals] ?? 0) : (exitCode ?? 1)
 
 /**
- * Runs one command of a build and returns its stdout; `name` is what messages call it. Its stderr
- * is the user's to see, as when they run it themselves.
+ * Runs one command of a build and returns its stdout; `name` is what messages call it, and `note`
+ * is added when it cannot start. Its stderr is the user's to see, as when they run it themselves.
  */
-export async function runStep(name: string, file: string, args: readonly string[], { env, signal }: StepOptions): Promise<string> {
+export async function runStep(name: string, file: string, args: readonly string[], { env, signal }: StepOptions, note?: string): Promise<string> {
   signal?.throwIfAborted()
   const result = await execa(file, args, {
     env,
@@ -34,7 +38,7 @@ export async function runStep(name: string, file: string, args: readonly string[
   if (result.isCanceled) throw signal?.reason ?? new HoldError('build', `${name} was stopped`)
   if (result.failed) {
     if (result.exitCode === undefined && result.signal === undefined) {
-      throw new HoldError('build', `cannot run ${file}: ${result.originalMessage ?? result.shortMessage}`, { exitCode: 127, cause: result })
+      throw cannotRun(file, String(result.originalMessage ?? result.shortMessage), note, result)
     }
     const code = exitCodeOf(result.signal, result.exitCode)
     const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${code}`
