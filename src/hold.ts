@@ -7,7 +7,7 @@ import { HoldError, isHoldError } from './errors.js'
 import type { BuiltDerivation } from './channel/messages.js'
 import { waitForCollections } from './store/collector.js'
 import { checkMinor, DaemonConnection, type DaemonTarget } from './store/daemon.js'
-import { storeDirFromEnv, storePathProblem, toStorePath } from './store/path.js'
+import { remoteStorePath, storeDirFromEnv, toStorePath } from './store/path.js'
 import { resolveStore } from './store/resolve.js'
 
 export interface HoldOptions {
@@ -306,7 +306,7 @@ class StoreHold {
     const resolved: string[] = []
     const problems: string[] = []
     for (const arg of args) {
-      const r = remote ? remotePath(arg, this.ctx.storeDir) : toStorePath(arg, this.ctx.storeDir, process.cwd())
+      const r = remote ? remoteStorePath(arg, this.ctx.storeDir) : toStorePath(arg, this.ctx.storeDir, process.cwd())
       if ('problem' in r) problems.push(`${JSON.stringify(arg)} ${r.problem}`)
       else resolved.push(r.path)
     }
@@ -409,13 +409,4 @@ function tell(callback: () => void): void {
   } catch {
     // a throwing log or onLost must not break a reconnect
   }
-}
-
-// A store path on another machine: the text itself, cut back from a path inside one.
-function remotePath(arg: string, storeDir: string): { path: string } | { problem: string } {
-  if (!arg.startsWith(`${storeDir}/`)) return { problem: `is not a path in the store ${storeDir}` }
-  const end = arg.indexOf('/', storeDir.length + 1)
-  const top = end < 0 ? arg : arg.slice(0, end)
-  const problem = storePathProblem(top, storeDir)
-  return problem ? { problem } : { path: top }
 }

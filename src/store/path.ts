@@ -44,6 +44,20 @@ export function toStorePath(arg: string, storeDir: string, cwd: string): { path:
     }
     if (!path.startsWith(`${storeDir}/`)) return { problem: `resolves to ${path}, outside the store ${storeDir}` }
   }
+  return topStorePath(path, storeDir)
+}
+
+/**
+ * The store path that `arg` names on another machine: the text itself, cut back from a path
+ * inside one. A local symlink says nothing about that machine's store, so nothing is followed.
+ */
+export function remoteStorePath(arg: string, storeDir: string): { path: string } | { problem: string } {
+  if (!arg.startsWith(`${storeDir}/`)) return { problem: `is not a path in the store ${storeDir}` }
+  return topStorePath(arg, storeDir)
+}
+
+// `path` (inside storeDir) cut back to the store path it is in, or why that is none.
+function topStorePath(path: string, storeDir: string): { path: string } | { problem: string } {
   const end = path.indexOf('/', storeDir.length + 1)
   const top = end < 0 ? path : path.slice(0, end)
   const problem = storePathProblem(top, storeDir)

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { storePathProblem, toStorePath } from '../../src/store/path.js'
+import { remoteStorePath, storePathProblem, toStorePath } from '../../src/store/path.js'
 
 const S = '/nix/store'
 const P = `${S}/0123456789abcdfghijklmnpqrsvwxyz-hello-2.12`
@@ -51,5 +51,18 @@ describe('toStorePath', () => {
     [`${P}\0x`, /NUL/],
   ])('refuses %j', (arg, why) => {
     expect(toStorePath(arg, S, '/')).toEqual({ problem: expect.stringMatching(why) })
+  })
+})
+
+describe('remoteStorePath', () => {
+  it('cuts a path inside a store path back to the store path, as written', () => {
+    expect(remoteStorePath(`${P}/bin/hello`, S)).toEqual({ path: P })
+  })
+  it('follows no local link: a relative name or a path elsewhere names nothing on another machine', () => {
+    expect(remoteStorePath('result', S)).toEqual({ problem: `is not a path in the store ${S}` })
+    expect(remoteStorePath('/tmp/result', S)).toEqual({ problem: `is not a path in the store ${S}` })
+  })
+  it('refuses what is not a store path', () => {
+    expect(remoteStorePath(`${S}/tooshort-x/bin`, S)).toEqual({ problem: expect.stringMatching(/32-character Nix hash/) })
   })
 })
