@@ -1,9 +1,9 @@
 // The whole product against a real isolated daemon: build, hold through GC, release.
 
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { FIXTURES, demoCommand, failedBuildCode, nixVersions, stepsOf, unique, useNix } from './helpers/nix.js'
+import { withShims } from './helpers/shims.js'
 import { startWrapper, type Mode } from './helpers/wrapper.js'
 
 const nix = useNix()
@@ -102,14 +102,10 @@ it('exits 2 before building when --fd names a descriptor the caller did not pass
 it('delivers a valid, held path even when the output is deleted right after the build exits', async () => {
   // A shim for the program that builds, first on PATH, runs the real one, then deletes what it
   // built: the first time only.
-  const bin = join(nix.root, `shim-${unique('bin')}`)
-  mkdirSync(bin)
-  const marker = join(bin, 'deleted-once')
+  const marker = join(nix.root, unique('deleted-once'))
   const tool = stepsOf(demo('x')).builds
-  const shim = join(bin, tool)
-  writeFileSync(
-    shim,
-    `#!/bin/sh
+  const env = withShims(nix.root, nix.env, {
+    [tool]: `#!/bin/sh
 out=$(/usr/bin/env PATH="$REAL_PATH" ${tool} "$@") || exit $?
 if [ ! -e "${marker}" ]; then
   touch "${marker}"
@@ -119,9 +115,7 @@ if [ ! -e "${marker}" ]; then
 fi
 printf '%s\\n' "$out"
 `,
-  )
-  chmodSync(shim, 0o755)
-  const env = { ...nix.env, PATH: `${bin}:${nix.env.PATH}`, REAL_PATH: nix.env.PATH }
+  })
   const w = startWrapper(['--', ...demo(unique('deleted'))], env)
   const { built } = (await w.next()) as { built: string[] }
   expect(w.stderr()).toContain('building again')

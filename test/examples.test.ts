@@ -3,14 +3,14 @@
 
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, readlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { build } from 'esbuild'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { FIXTURES, demoCommand, unique, useNix } from './helpers/nix.js'
-import { CLI } from './helpers/wrapper.js'
+import { NIX_HOLD_SCRIPT, withShims } from './helpers/shims.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
 const EXAMPLES = join(ROOT, 'examples')
@@ -19,11 +19,7 @@ const nix = useNix()
 let env: NodeJS.ProcessEnv
 beforeAll(() => {
   // nix-hold on PATH, as an installed package would put it
-  const bin = join(nix.root, 'bin')
-  mkdirSync(bin)
-  writeFileSync(join(bin, 'nix-hold'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`)
-  chmodSync(join(bin, 'nix-hold'), 0o755)
-  env = { ...nix.env, PATH: `${bin}:${nix.env.PATH}` }
+  env = withShims(nix.root, nix.env, { 'nix-hold': NIX_HOLD_SCRIPT })
 })
 const demo = (tool: 'nix' | 'nix-build') => {
   const n = unique('example')

@@ -1,13 +1,14 @@
 // What happens to a hold when processes die, the daemon goes away, or signals arrive.
 
 import { spawn } from 'node:child_process'
-import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { demoCommand, scriptCommand, stepsOf, unique, useNix } from './helpers/nix.js'
 import { eventually, exited, processesWith } from './helpers/proc.js'
+import { withShims } from './helpers/shims.js'
 import { CLI, startWrapper } from './helpers/wrapper.js'
 
 const nix = useNix()
@@ -117,12 +118,9 @@ describe('faults', () => {
   it('replaces a daemon connection that was lost while the build ran, and holds the outputs on the new one', async () => {
     // a shim for the program that builds runs the real one, then kills every daemon worker:
     // nix-hold's among them
-    const bin = join(nix.root, unique('killworkers'))
-    mkdirSync(bin)
     const tool = stepsOf(demo('x')).builds
-    writeFileSync(
-      join(bin, tool),
-      `#!/bin/sh
+    const env = withShims(nix.root, nix.env, {
+      [tool]: `#!/bin/sh
 PATH="$REAL_PATH" ${tool} "$@" || exit $?
 for f in /proc/[0-9]*/stat; do
   read -r pid comm state ppid rest < "$f" 2>/dev/null || continue
@@ -130,9 +128,8 @@ for f in /proc/[0-9]*/stat; do
 done
 exit 0
 `,
-    )
-    chmodSync(join(bin, tool), 0o755)
-    const w = startWrapper(['--', ...demo(unique('lostduringbuild'))], { ...nix.env, PATH: `${bin}:${nix.env.PATH}`, REAL_PATH: nix.env.PATH })
+    })
+    const w = startWrapper(['--', ...demo(unique('lostduringbuild'))], env)
     const { built } = (await w.next()) as { built: string[] }
     await nix.gc()
     expect(await nix.isValid(built[0]!)).toBe(true)
@@ -143,13 +140,9 @@ exit 0
   it('stops a build that is under way when the daemon cannot be reached, and reports the store error', async () => {
     // the build runs while the connection is made; a `nix` that never finishes stands in for a long one
     const marker = unique('unreachable')
-    const bin = join(nix.root, marker)
-    mkdirSync(bin)
-    const tool = stepsOf(demo('x')).first
-    writeFileSync(join(bin, tool), `#!/bin/sh\nexec /bin/sleep 600 ${marker}\n`)
-    chmodSync(join(bin, tool), 0o755)
+    const env = withShims(nix.root, nix.env, { [stepsOf(demo('x')).first]: `#!/bin/sh\nexec /bin/sleep 600 ${marker}\n` })
     const socket = join(nix.root, marker, 'no-daemon-here')
-    const w = startWrapper(['--store', `unix://${socket}`, '--', ...demo(marker)], { ...nix.env, PATH: `${bin}:${nix.env.PATH}` })
+    const w = startWrapper(['--store', `unix://${socket}`, '--', ...demo(marker)], env)
     const event = (await w.next()) as { error: { kind: string; message: string } }
     expect(event.error).toMatchObject({ kind: 'store', message: expect.stringContaining(socket) })
     expect((await w.exit).code).toBe(3)
@@ -157,13 +150,9 @@ exit 0
   })
 
   it('reports a build command killed by a signal as a build error with 128+N, holding nothing', async () => {
-    const bin = join(nix.root, unique('sigbin'))
-    mkdirSync(bin)
     const command = demo(unique('sig'))
     const tool = stepsOf(command).first
-    writeFileSync(join(bin, tool), '#!/bin/sh\nkill -KILL $$\n')
-    chmodSync(join(bin, tool), 0o755)
-    const w = startWrapper(['--', ...command], { ...nix.env, PATH: `${bin}:${nix.env.PATH}` })
+    const w = startWrapper(['--', ...command], withShims(nix.root, nix.env, { [tool]: '#!/bin/sh\nkill -KILL $$\n' }))
     const name = command[0] === 'nix' ? 'nix build' : tool
     expect(await w.next()).toEqual({ error: { kind: 'build', message: `${name} was killed by SIGKILL`, exitCode: 137 } })
     expect((await w.exit).code).toBe(137)

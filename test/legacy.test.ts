@@ -2,11 +2,12 @@
 // root behind (src/build/legacy-args.ts). These check that it still builds and reports what
 // nix-build would, and that the derivations are held in the gap between the two.
 
-import { chmodSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs'
+import { readdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { expect, it } from 'vitest'
 import { FIXTURES, unique, useNix } from './helpers/nix.js'
+import { withShims } from './helpers/shims.js'
 import { startWrapper } from './helpers/wrapper.js'
 
 const nix = useNix()
@@ -64,11 +65,7 @@ it('builds a store derivation named directly, through a link, and with an output
 it('holds the derivations between evaluation and build: a collection in that gap takes nothing it needs', async () => {
   // a shim for nix-store collects garbage, then builds: the derivations nix-instantiate made are
   // rooted by nothing but nix-hold by then
-  const bin = join(nix.root, unique('gcfirst'))
-  mkdirSync(bin)
-  writeFileSync(join(bin, 'nix-store'), '#!/bin/sh\nPATH="$REAL_PATH" nix-store --gc >&2 || exit 99\nPATH="$REAL_PATH" exec nix-store "$@"\n')
-  chmodSync(join(bin, 'nix-store'), 0o755)
-  const env = { ...nix.env, PATH: `${bin}:${nix.env.PATH}`, REAL_PATH: nix.env.PATH }
+  const env = withShims(nix.root, nix.env, { 'nix-store': '#!/bin/sh\nPATH="$REAL_PATH" nix-store --gc >&2 || exit 99\nPATH="$REAL_PATH" exec nix-store "$@"\n' })
   const a = [join(FIXTURES, 'multi.nix'), '--argstr', 'n', unique('gap')]
   const { built, stderr } = await holdOnce(a, env)
   expect(stderr).toMatch(/deleting garbage|deleted|freed/)
@@ -77,12 +74,9 @@ it('holds the derivations between evaluation and build: a collection in that gap
 
 it('evaluates again when a collection takes the derivations before nix-hold roots them', async () => {
   // a shim for nix-instantiate deletes what it printed, the first time only
-  const bin = join(nix.root, unique('evalagain'))
-  mkdirSync(bin)
-  const marker = join(bin, 'deleted-once')
-  writeFileSync(
-    join(bin, 'nix-instantiate'),
-    `#!/bin/sh
+  const marker = join(nix.root, unique('deleted-once'))
+  const env = withShims(nix.root, nix.env, {
+    'nix-instantiate': `#!/bin/sh
 out=$(PATH="$REAL_PATH" nix-instantiate "$@") || exit $?
 if [ ! -e "${marker}" ]; then
   touch "${marker}"
@@ -90,9 +84,7 @@ if [ ! -e "${marker}" ]; then
 fi
 printf '%s\\n' "$out"
 `,
-  )
-  chmodSync(join(bin, 'nix-instantiate'), 0o755)
-  const env = { ...nix.env, PATH: `${bin}:${nix.env.PATH}`, REAL_PATH: nix.env.PATH }
+  })
   const a = [join(FIXTURES, 'demo.nix'), '--argstr', 'n', unique('evalagain')]
   const { built, stderr } = await holdOnce(a, env)
   expect(stderr).toContain('evaluating again')
@@ -152,11 +144,8 @@ it.each([
 
 it('refuses an option whose value count nix-instantiate does not make clear, before building', async () => {
   // a nix-instantiate that answers the question with an error nix-hold does not know
-  const bin = join(nix.root, unique('unclear'))
-  mkdirSync(bin)
-  writeFileSync(join(bin, 'nix-instantiate'), '#!/bin/sh\necho "error: the disk is on fire" >&2\nexit 1\n')
-  chmodSync(join(bin, 'nix-instantiate'), 0o755)
-  const w = startWrapper(['--', 'nix-build', join(FIXTURES, 'demo.nix'), '--some-setting', 'x'], { ...nix.env, PATH: `${bin}:${nix.env.PATH}` })
+  const env = withShims(nix.root, nix.env, { 'nix-instantiate': '#!/bin/sh\necho "error: the disk is on fire" >&2\nexit 1\n' })
+  const w = startWrapper(['--', 'nix-build', join(FIXTURES, 'demo.nix'), '--some-setting', 'x'], env)
   expect(await w.next()).toEqual({
     error: { kind: 'usage', message: 'cannot tell how many values --some-setting takes: nix-instantiate said error: the disk is on fire; a setting can be given as --option NAME VALUE instead' },
   })

@@ -1,7 +1,7 @@
 // Holds on other machines: loopback sshd "hosts", each with its own Nix store, reached as
 // ssh-ng://hostN through `ssh hostN nix-daemon --stdio`, many from one nix-hold process.
 
-import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { execa } from 'execa'
@@ -9,8 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { holdPaths } from '../src/index.js'
 import { demoCommand, unique, useNix } from './helpers/nix.js'
 import { childrenOf, eventually, parentOf } from './helpers/proc.js'
+import { NIX_HOLD_SCRIPT, withShims } from './helpers/shims.js'
 import { startSshHosts, type SshHosts } from './helpers/ssh-host.js'
-import { CLI, startWrapper, type Wrapper } from './helpers/wrapper.js'
+import { startWrapper, type Wrapper } from './helpers/wrapper.js'
 
 const nix = useNix()
 let ssh: SshHosts
@@ -229,13 +230,9 @@ describe('remote stores', () => {
 
   it('starts no ssh for a store URL that could reach ssh as an option, answering a protocol error', async () => {
     // an `ssh` first on PATH that only records that it ran
-    const bin = join(nix.root, unique('ssh-shim'))
-    const marker = join(bin, 'ran')
-    mkdirSync(bin)
-    writeFileSync(join(bin, 'ssh'), `#!/bin/sh\necho "$@" >> "${marker}"\nexit 255\n`)
-    chmodSync(join(bin, 'ssh'), 0o755)
+    const marker = join(nix.root, unique('ssh-ran'))
     const own = await nix.buildDemo(unique('own'))
-    const w = startWrapper(['--keep', own], { ...env, PATH: `${bin}:${env.PATH}` })
+    const w = startWrapper(['--keep', own], withShims(nix.root, env, { ssh: `#!/bin/sh\necho "$@" >> "${marker}"\nexit 255\n` }))
     await w.next()
     const path = own
     const hostile = ['ssh-ng://-oProxyCommand=touch%20pwned', 'ssh://-oProxyCommand=sh', 'ssh-ng://-l@x', 'ssh-ng://', 'ssh-ng://a b', 'ssh-ng://h?remote-program=sh%20-c%20id', 'ssh-ng://h?ssh-key=-oProxyCommand=x']
@@ -266,17 +263,13 @@ describe('remote stores', () => {
   })
 
   it('runs the fleet example: built once here, expected, copied, kept and switched on three hosts, then released', async () => {
-    const bin = join(nix.root, unique('bin'))
-    mkdirSync(bin)
-    writeFileSync(join(bin, 'nix-hold'), `#!/bin/sh\nexec "${process.execPath}" "${CLI}" "$@"\n`)
-    chmodSync(join(bin, 'nix-hold'), 0o755)
     // each host's profile directory exists, as /nix/var/nix/profiles does
     const profiles = join(nix.root, unique('profiles'))
     for (const h of ['host1', 'host2', 'host3']) mkdirSync(join(profiles, h), { recursive: true })
     const fleet = new URL('../examples/deploy/fleet.sh', import.meta.url).pathname
     const system = new URL('../examples/deploy/system.nix', import.meta.url).pathname
     const { stdout } = await execa('bash', [fleet, join(profiles, '{host}', 'system'), 'host1', 'host2', 'host3', '--', system, '--argstr', 'name', unique('fleet')], {
-      env: { ...env, PATH: `${bin}:${env.PATH}` },
+      env: withShims(nix.root, env, { 'nix-hold': NIX_HOLD_SCRIPT }),
       extendEnv: false,
       stdin: 'ignore',
     })
