@@ -22,7 +22,7 @@ export default defineConfig([
     // (execa and all) the same way, only when there is a build. scripts/code-cache.mjs then makes
     // the V8 code caches for cli.js and build.js.
     ...common,
-    entry: { 'nix-hold': 'src/bin.ts', cli: 'src/cli.ts', build: 'src/build/run.ts', 'code-cache': 'src/startup/code-cache.ts' },
+    entry: { 'nix-hold': 'src/bin.ts', cli: 'src/cli.ts', build: 'src/runner/run.ts', 'code-cache': 'src/startup/code-cache.ts' },
     format: ['cjs'],
     outExtension: () => ({ js: '.js' }),
     // Whitespace and syntax only: identifiers keep their names, so stack traces read as the
@@ -38,15 +38,15 @@ export default defineConfig([
       {
         name: 'separate-files',
         // These imports name another file of dist/ at run time instead of a copy in the bundle:
-        // import('./build/run.js') becomes build.js through its code cache (a plain import() of a
+        // import('./runner/run.js') becomes build.js through its code cache (a plain import() of a
         // CommonJS file would go through the ESM loader and its export scanner), and the bin's
         // import of the cache loader becomes a require of code-cache.js.
         setup(build) {
           const files: Record<string, string> = {
-            './build/run.js': "module.exports = require(__dirname + '/code-cache.js').requireBundle(__dirname + '/build.js')",
+            './runner/run.js': "module.exports = require(__dirname + '/code-cache.js').requireBundle(__dirname + '/build.js')",
             './startup/code-cache.js': "module.exports = require(__dirname + '/code-cache.js')",
           }
-          build.onResolve({ filter: /^\.\/(build\/run|startup\/code-cache)\.js$/ }, (args) => ({ path: args.path, namespace: 'separate-file' }))
+          build.onResolve({ filter: /^\.\/(runner\/run|startup\/code-cache)\.js$/ }, (args) => ({ path: args.path, namespace: 'separate-file' }))
           build.onLoad({ filter: /.*/, namespace: 'separate-file' }, (args) => ({ contents: files[args.path]!, loader: 'js' }))
         },
       },

@@ -2,7 +2,7 @@
 
 import { setMaxListeners } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { prepareBuild } from './build/command.js'
+import { prepareBuild } from './runner/command.js'
 import { HoldError, isHoldError } from './errors.js'
 import type { BuiltDerivation } from './channel/messages.js'
 import { waitForCollections } from './store/collector.js'
@@ -144,7 +144,7 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
     }
   }
   try {
-    const { runBuild } = await import('./build/run.js')
+    const { runBuild } = await import('./runner/run.js')
     for (let attempt = 1; ; attempt++) {
       const built = await runBuild(prepared, { env: ctx.env, signal, root, log: options.log })
       const gone = await root(built.paths)

@@ -1,5 +1,5 @@
 // nix-build under nix-hold runs as nix-instantiate and nix-store --realise, so that it leaves no
-// root behind (src/build/legacy-args.ts). These check that it still builds and reports what
+// root behind (src/runner/legacy-args.ts). These check that it still builds and reports what
 // nix-build would, and that the derivations are held in the gap between the two.
 
 import { readdirSync, symlinkSync, writeFileSync } from 'node:fs'

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { type Arity, scanLegacyArgs, splitLegacy } from '../../src/build/legacy-args.js'
+import { type Arity, scanLegacyArgs, splitLegacy } from '../../src/runner/legacy-args.js'
 
 const DRV = '/nix/store/00000000000000000000000000000000-x.drv'
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { prepareBuild } from '../../src/build/command.js'
+import { prepareBuild } from '../../src/runner/command.js'
 
 describe('prepareBuild', () => {
   it('adds --no-link --json right after "build", before any "--"', () => {
