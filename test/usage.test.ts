@@ -1,9 +1,12 @@
 // What the command line refuses, before anything is built.
 
-import { spawnSync } from 'node:child_process'
-import { closeSync, openSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { expect, it } from 'vitest'
 import pkg from '../package.json' with { type: 'json' }
+import { withShims } from './helpers/shims.js'
 import { CLI, startWrapper } from './helpers/wrapper.js'
 
 const run = (args: string[], env: NodeJS.ProcessEnv = process.env) =>
@@ -43,6 +46,28 @@ it('exits 2 when --fd is open in one direction only', () => {
   closeSync(devNull)
   expect(r.status).toBe(2)
   expect(r.stderr).toMatch(/--fd 0: file descriptor 0 is open only for reading .*--command-fd and --status-fd/)
+})
+
+// a shell's `3<>` opens a pipe both ways: nix-hold used to start the build, then crash on it
+it.each([
+  ['--fd 3', '3<> <(:)'],
+  ['--fd 3', '3<>"$FIFO"'],
+  ['--command-fd 3 --status-fd 3', '3<>"$FIFO"'],
+])('exits 2 before the build starts for %s on a pipe opened both ways (%s), saying what to pass instead', (flags, redirect) => {
+  const dir = mkdtempSync(join(tmpdir(), 'nix-hold-fifo-'))
+  try {
+    execFileSync('mkfifo', [join(dir, 'fifo')])
+    const started = join(dir, 'started')
+    // nix-build runs as nix-instantiate first: its stand-in notes that the build began
+    const env = withShims(dir, { ...process.env, NIX_REMOTE: 'unix:///nonexistent', FIFO: join(dir, 'fifo') }, { 'nix-instantiate': `#!/bin/sh\ntouch "${started}"\n` })
+    const r = spawnSync('bash', ['-c', `exec "${process.execPath}" "${CLI}" ${flags} -- nix-build x.nix ${redirect}`], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+    expect(r.status).toBe(2)
+    expect(r.stderr).toMatch(/file descriptor 3 is a pipe opened for both reading and writing.*one end of a socketpair.*--command-fd and --status-fd/)
+    expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    expect(existsSync(started)).toBe(false)
+  } finally {
+    rmSync(dir, { recursive: true })
+  }
 })
 
 it.each([

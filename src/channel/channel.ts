@@ -34,6 +34,8 @@ export function checkChannel(spec: ChannelSpec): void {
     if (fd === 2) throw new HoldError('usage', `${flag} 2: file descriptor 2 is nix-hold's standard error, where its own messages and the build's progress go; give the channel a descriptor of its own`)
   }
   if (spec.type === 'fd') checkFd(spec.fd, 'both', '--fd')
+  // one fd named for both directions is opened as --fd would open it
+  else if (spec.type === 'pipes' && spec.commandFd === spec.statusFd) checkFd(spec.commandFd, 'both', '--command-fd and --status-fd')
   else if (spec.type === 'pipes') {
     checkFd(spec.commandFd, 'read', '--command-fd')
     checkFd(spec.statusFd, 'write', '--status-fd')

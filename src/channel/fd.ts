@@ -49,14 +49,23 @@ export function checkFd(fd: number, direction: Direction, flag: string): void {
   if (!(stat.isSocket() || stat.isFIFO() || stat.isCharacterDevice() || stat.isFile())) throw closed()
   const mode = accessMode(fd) // 0 read-only, 1 write-only, 2 both
   if (stat.isFIFO() && isOwnPipe(fd, stat, mode)) throw closed()
+  // A pipe opened both ways (`3<>fifo`, `3<> <(:)`) is one buffer, not two directions: the events
+  // would come back in as requests, and nix-hold, holding a write end itself, would never see the
+  // caller's EOF. (Node cannot open a second stream on it either.)
+  if (direction === 'both' && stat.isFIFO() && mode === 2) {
+    throw new HoldError('usage', `${flag} ${fd}: file descriptor ${fd} is a pipe opened for both reading and writing, which cannot carry requests one way and events the other (${BOTH_WAYS})`)
+  }
   const canRead = mode === 0 || mode === 2
   const canWrite = mode === 1 || mode === 2
   if ((direction !== 'write' && !canRead) || (direction !== 'read' && !canWrite)) {
     const has = canRead ? 'only for reading' : 'only for writing'
-    const hint = direction === 'both' ? ' (--fd needs a socket, e.g. one end of a socketpair; for two pipes use --command-fd and --status-fd)' : ''
+    const hint = direction === 'both' ? ` (${BOTH_WAYS})` : ''
     throw new HoldError('usage', `${flag} ${fd}: file descriptor ${fd} is open ${has}${hint}`)
   }
 }
+
+// what to pass instead of an fd that cannot carry the channel both ways
+const BOTH_WAYS = '--fd needs a socket, e.g. one end of a socketpair; for two pipes use --command-fd and --status-fd'
 
 /** A readable stream over an inherited fd, of the kind that fits what the fd is. */
 export function readableFd(fd: number): Readable {
