@@ -168,14 +168,33 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
  */
 export async function holdPaths(paths: readonly string[], options: HoldOptions = {}): Promise<Hold> {
   const ctx = contextFor(options, options.store)
+  // settled before connecting, so that a path naming no store path is refused as such whatever
+  // happens to the connection meanwhile (a caller hanging up stops it)
+  const resolved = resolvePaths(ctx, paths)
   const own = new StoreHold(ctx, await connect(ctx), [])
   try {
-    await own.add(paths, 'fresh')
+    await own.add(resolved, 'fresh')
   } catch (err) {
     await own.release()
     throw err
   }
   return new ActiveHold(own, undefined)
+}
+
+// Store paths as the context's store names them, or a HoldError of kind `usage` naming each
+// argument that is none. On another machine a path is taken as written: a local symlink says
+// nothing about that machine's store.
+function resolvePaths(ctx: Context, args: readonly string[]): string[] {
+  const remote = ctx.target.type === 'ssh'
+  const resolved: string[] = []
+  const problems: string[] = []
+  for (const arg of args) {
+    const r = remote ? remoteStorePath(arg, ctx.storeDir) : toStorePath(arg, ctx.storeDir, process.cwd())
+    if ('problem' in r) problems.push(`${JSON.stringify(arg)} ${r.problem}`)
+    else resolved.push(r.path)
+  }
+  if (problems.length > 0) throw new HoldError('usage', `not a store path: ${problems.join('; ')}`)
+  return resolved
 }
 
 /** One hold over many stores: its own, and each store a `keep` or `expect` named. */
@@ -299,23 +318,8 @@ class StoreHold {
     }
   }
 
-  // Store paths as this store names them. On another machine a path is taken as written: a local
-  // symlink says nothing about that machine's store.
-  #resolve(args: readonly string[]): string[] {
-    const remote = this.ctx.target.type === 'ssh'
-    const resolved: string[] = []
-    const problems: string[] = []
-    for (const arg of args) {
-      const r = remote ? remoteStorePath(arg, this.ctx.storeDir) : toStorePath(arg, this.ctx.storeDir, process.cwd())
-      if ('problem' in r) problems.push(`${JSON.stringify(arg)} ${r.problem}`)
-      else resolved.push(r.path)
-    }
-    if (problems.length > 0) throw new HoldError('usage', `not a store path: ${problems.join('; ')}`)
-    return resolved
-  }
-
   async #addOn(conn: DaemonConnection, args: readonly string[], mode: 'fresh' | 'held' | 'expect'): Promise<readonly string[]> {
-    const resolved = this.#resolve(args)
+    const resolved = resolvePaths(this.ctx, args)
     const unique = [...new Set(resolved)]
     if (mode === 'expect') {
       await conn.addTempRoots(unique)

@@ -38,6 +38,14 @@ it('refuses --keep of a path that is not valid, with a usage error, exit 2 and n
   expect(await nix.isValid(a)).toBe(false)
 })
 
+it('exits 2, every time, for --keep of a path outside the store when the caller closes stdin at once', async () => {
+  const { spawnSync } = await import('node:child_process')
+  const { CLI } = await import('./helpers/wrapper.js')
+  // the refusal raced the caller's EOF, and lost it (exit 4) five times in six
+  const statuses = Array.from({ length: 20 }, () => spawnSync(process.execPath, [CLI, '--stdio', '--keep', '/etc/passwd'], { env: nix.env, stdio: ['ignore', 'pipe', 'pipe'] }).status)
+  expect(statuses).toEqual(Array(20).fill(2))
+})
+
 it('adds paths to a hold with {"keep"} and refuses a request with an invalid path as a whole', async () => {
   const [a, b, c] = [await fresh(), await fresh(), await fresh()]
   const w = startWrapper(['--keep', a], nix.env)
