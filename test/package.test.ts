@@ -1,5 +1,6 @@
 // The package as npm would install it: packed from a fresh clone (so nothing built here leaks in),
-// installed from its tarball into an empty folder with no network, then used both ways.
+// installed from its tarball into an empty folder with no network, then used both ways; and
+// installed globally from the tarball, as the README's Install section does.
 
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs'
@@ -18,7 +19,11 @@ it('packs from a fresh clone with dist/ in it, installs alone from the tarball, 
   run('git', ['clone', '--quiet', REPO, clone], scratch)
   // the clone builds with the tools already installed here (npm ci would need the network)
   symlinkSync(join(REPO, 'node_modules'), join(clone, 'node_modules'))
-  const tarball = join(scratch, run('npm', ['pack', '--silent', '--pack-destination', scratch], clone).trim().split('\n').pop()!)
+  // the README's install is `npm install -g "$(npm pack --silent)"`: the build's own output goes to
+  // stderr, so standard output is the tarball's name alone
+  const packed = run('npm', ['pack', '--silent', '--pack-destination', scratch], clone)
+  expect(packed).toMatch(/^nix-hold-\d+\.\d+\.\d+\.tgz\n$/)
+  const tarball = join(scratch, packed.trim())
   const files = run('tar', ['tzf', tarball], scratch).trim().split('\n').sort()
   for (const f of ['dist/nix-hold.js', 'dist/cli.js', 'dist/build.js', 'dist/cli.cache', 'dist/build.cache', 'dist/index.mjs', 'dist/index.d.mts', 'PROTOCOL.md', 'package.json']) {
     expect(files).toContain(`package/${f}`)
@@ -33,4 +38,12 @@ it('packs from a fresh clone with dist/ in it, installs alone from the tarball, 
   expect(run(join(app, 'node_modules', '.bin', 'nix-hold'), ['--help'], app)).toMatch(/^Usage:/)
   const exported = run(process.execPath, ['--input-type=module', '-e', "const m = await import('nix-hold'); console.log(typeof m.buildAndHold, typeof m.holdPaths)"], app)
   expect(exported.trim()).toBe('function function')
+
+  // installed globally from the tarball, the command is a copy that outlives the clone
+  const prefix = join(scratch, 'prefix')
+  run('npm', ['install', '-g', '--prefix', prefix, '--offline', '--no-audit', '--no-fund', '--loglevel=error', tarball], scratch)
+  rmSync(clone, { recursive: true, force: true })
+  const bin = join(prefix, 'bin', 'nix-hold')
+  expect(run(bin, ['--version'], scratch)).toMatch(/^nix-hold \d+\.\d+\.\d+\n$/)
+  expect(run(bin, ['--help'], scratch)).toMatch(/^Usage:/)
 }, 180_000)
