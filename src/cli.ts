@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util'
 import { constants } from 'node:os'
 import pkg from '../package.json' with { type: 'json' }
-import { Channel, checkChannel, type ChannelSpec } from './channel/channel.js'
+import { Channel, checkChannel, describeHangup, type ChannelSpec } from './channel/channel.js'
 import { errorEvent, type Event, type Request } from './channel/messages.js'
 import { HoldError, isHoldError, type HoldErrorKind } from './errors.js'
 import { buildAndHold, holdPaths, type Hold, type HoldOptions } from './hold.js'
@@ -219,7 +219,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     // the caller left first (what stopped the build or the connection was its hang-up); an
     // error of the build, the store or the command line that came first keeps its own status
     if (hangup.signal.aborted && !(isHoldError(err) && err.cause !== hangup.signal.reason)) {
-      say('the caller closed the channel before anything was held; stopping')
+      say(`the caller closed the channel before anything was held: ${describeHangup(inv.channel!)}; stopping`)
       return finish(CALLER_LEFT)
     }
     if (!isHoldError(err)) throw err

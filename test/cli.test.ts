@@ -166,10 +166,24 @@ it.each(['fd', 'stdio', 'pipes', 'std-pipes'] as const)('ends the channel and ex
   expect(Date.now() - released).toBeLessThan(500)
 })
 
-it('exits 4, not 0, when the caller closes the channel before anything is held', async () => {
-  const w = startWrapper(['--', ...demo(unique('left-early'))], nix.env, 'stdio')
+it.each<[Mode, RegExp]>([
+  ['stdio', /standard input reached EOF .*--stdio holds only while standard input stays open/],
+  ['fd', /file descriptor 3 \(--fd\) reached EOF .*holds only while the caller keeps its end of the socket open/],
+  ['pipes', /\(--command-fd\) reached EOF.*holds only while the caller keeps both pipes open/],
+])('exits 4, not 0, when the caller closes the channel (%s) before anything is held, and says which end and what keeps it open', async (mode, why) => {
+  const w = startWrapper(['--', ...demo(unique(`left-early-${mode}`))], nix.env, mode)
   w.end()
   expect((await w.exit).code).toBe(4)
   expect(w.received).toEqual([])
-  expect(w.stderr()).toMatch(/the caller closed the channel before anything was held/)
+  expect(w.stderr()).toMatch(/the caller closed the channel before anything was held: /)
+  expect(w.stderr()).toMatch(why)
+})
+
+it('says why it exits 4 under CI: --stdio with standard input at EOF from the start', async () => {
+  const { spawnSync } = await import('node:child_process')
+  const { CLI } = await import('./helpers/wrapper.js')
+  const r = spawnSync(process.execPath, [CLI, '--stdio', '--', ...demo(unique('ci'))], { env: nix.env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  expect(r.status).toBe(4)
+  expect(r.stdout).toBe('')
+  expect(r.stderr).toMatch(/standard input reached EOF .*--stdio holds only while standard input stays open/)
 })

@@ -45,6 +45,16 @@ export function checkChannel(spec: ChannelSpec): void {
   }
 }
 
+/**
+ * Says how the caller's end of `spec` went away and what keeps it open, for a caller that left
+ * before anything was held: under CI or with `</dev/null`, standard input is at EOF from the start.
+ */
+export function describeHangup(spec: ChannelSpec): string {
+  if (spec.type === 'stdio') return 'standard input reached EOF (or was closed); --stdio holds only while standard input stays open, so give it a pipe the caller keeps open rather than </dev/null or a CI step\'s closed input'
+  if (spec.type === 'fd') return `file descriptor ${spec.fd} (--fd) reached EOF (or was closed); nix-hold holds only while the caller keeps its end of the socket open`
+  return `file descriptor ${spec.commandFd} (--command-fd) reached EOF, or ${spec.statusFd} (--status-fd) lost its reader; nix-hold holds only while the caller keeps both pipes open`
+}
+
 /** Owns the caller's fds: iterate with `next()`, answer with `send()`, finish with `close()`. */
 export class Channel {
   readonly #input: Readable
