@@ -8,17 +8,26 @@ import { Channel, checkChannel, describeHangup, type ChannelSpec } from './chann
 import { errorEvent, type Event, type Request } from './channel/messages.js'
 import { HoldError, isHoldError, type HoldErrorKind } from './errors.js'
 import { buildAndHold, holdPaths, type Hold, type HoldOptions } from './hold.js'
+import { holdFor } from './owner/for.js'
+import { runHolder } from './owner/holder.js'
+import { isRunning, ownerSecret, processNow, type ProcessId } from './owner/process.js'
 import { checkMinor } from './store/daemon.js'
 
 const USAGE = `Usage:
+  nix-hold --for PID [options] -- nix build ARGS...
+  nix-hold --for PID [options] -- nix-build ARGS...
+  nix-hold --for PID [options] --keep PATH...
   nix-hold (--fd N | --command-fd R --status-fd W | --stdio) [options] -- nix build ARGS...
   nix-hold (--fd N | --command-fd R --status-fd W | --stdio) [options] -- nix-build ARGS...
   nix-hold (--fd N | --command-fd R --status-fd W | --stdio) [options] --keep PATH...
 
-Builds, then keeps every output alive against garbage collection until the caller writes
-{"release":true} or closes the channel. Events go out as JSON lines: {"built":[...]}.
+Builds, then keeps every output alive against garbage collection until process PID exits
+(--for), or until the caller writes {"release":true} or closes the channel. With --for, the
+held paths are printed one per line and nix-hold exits at once, leaving one holder per PID in
+the background. On a channel, events go out as JSON lines: {"built":[...]}.
 
-Channel (exactly one):
+How long (exactly one):
+  --for PID             until process PID exits (for a script, $$)
   --fd N                one socket (a socketpair end) for both directions
   --command-fd R        read requests from fd R (a pipe) ...
   --status-fd W         ... and write events to fd W (a pipe)
@@ -27,12 +36,12 @@ Channel (exactly one):
 Options:
   --keep                hold existing paths (given as arguments) instead of building
   --store URL           the store to build in and hold roots on (as nix --store)
-  --max-hold SECONDS    release on its own after this long, sending {"expired":true}
+  --max-hold SECONDS    release on its own after this long (on a channel, sending {"expired":true})
   --protocol-minor N    announce at most worker protocol 1.N, 21 to 38 (for testing)
   -h, --help            show this help
   -V, --version         show the version
 
-Exit status: 0 after a release; the build's own status if it failed (128+N for signal N);
+Exit status: 0 after a release, or with --for once the paths are held; the build's own status if it failed (128+N for signal N);
 2 usage; 3 store; 4 the caller closed the channel before anything was held. PROTOCOL.md
 describes the channel.`
 
@@ -44,7 +53,10 @@ const EXIT: Readonly<Record<HoldErrorKind, number>> = { build: 1, protocol: 2, u
 const exitCodeOf = (err: HoldError): number => (err.kind === 'build' && err.exitCode !== undefined ? err.exitCode : EXIT[err.kind])
 
 interface Invocation {
-  readonly channel: ChannelSpec
+  /** The channel; undefined with --for. */
+  readonly channel: ChannelSpec | undefined
+  /** --for: the process whose life the hold lasts. */
+  readonly owner: number | undefined
   readonly keep: boolean
   readonly operands: readonly string[]
   readonly store: string | undefined
@@ -72,6 +84,7 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
         'command-fd': { type: 'string' },
         'status-fd': { type: 'string' },
         stdio: { type: 'boolean' },
+        for: { type: 'string' },
         keep: { type: 'boolean' },
         store: { type: 'string' },
         'max-hold': { type: 'string' },
@@ -93,10 +106,13 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
   const fd = fdNumber('--fd', values.fd)
   const commandFd = fdNumber('--command-fd', values['command-fd'])
   const statusFd = fdNumber('--status-fd', values['status-fd'])
-  const chosen = [fd !== undefined, commandFd !== undefined || statusFd !== undefined, values.stdio === true].filter(Boolean).length
-  if (chosen !== 1) throw new HoldError('usage', 'choose exactly one channel: --fd N, --command-fd R with --status-fd W, or --stdio')
-  let channel: ChannelSpec
-  if (fd !== undefined) channel = { type: 'fd', fd }
+  if (values.for !== undefined && !/^[1-9]\d*$/.test(values.for)) throw new HoldError('usage', `--for takes a process id, got "${values.for}"`)
+  const owner = values.for === undefined ? undefined : Number(values.for)
+  const chosen = [owner !== undefined, fd !== undefined, commandFd !== undefined || statusFd !== undefined, values.stdio === true].filter(Boolean).length
+  if (chosen !== 1) throw new HoldError('usage', 'choose exactly one of --for PID, --fd N, --command-fd R with --status-fd W, or --stdio')
+  let channel: ChannelSpec | undefined
+  if (owner !== undefined) channel = undefined
+  else if (fd !== undefined) channel = { type: 'fd', fd }
   else if (values.stdio) channel = { type: 'stdio' }
   else if (commandFd === undefined || statusFd === undefined) throw new HoldError('usage', '--command-fd and --status-fd go together')
   else channel = { type: 'pipes', commandFd, statusFd }
@@ -121,6 +137,7 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
   if (minor !== undefined) checkMinor(Number(minor))
   return {
     channel,
+    owner,
     keep,
     operands: positionals,
     store: values.store,
@@ -157,10 +174,17 @@ type HoldSignal = (typeof HOLD_SIGNALS)[number]
 
 /** Runs nix-hold and returns its exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
+  // a --for hold starts the holder for its owner as this same program (owner/join.ts)
+  if (argv[0] === SERVE_HOLDER) return runHolder({ pid: Number(argv[1]), start: String(argv[2]) })
   let inv: ReturnType<typeof parseInvocation>
+  let owner: ProcessId | undefined
   try {
     inv = parseInvocation(argv)
-    if (typeof inv === 'object') checkChannel(inv.channel)
+    if (typeof inv === 'object' && inv.channel) checkChannel(inv.channel)
+    if (typeof inv === 'object' && inv.owner !== undefined) {
+      owner = processNow(inv.owner)
+      ownerSecret(owner) // a process of another user is refused now, not after the build
+    }
   } catch (err) {
     if (!isHoldError(err)) throw err
     say(`${err.message} (see nix-hold --help)`)
@@ -179,6 +203,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   // installed: execa's exit hook re-raises a signal that no other listener handles.
   const stopped = new AbortController()
   for (const sig of HOLD_SIGNALS) process.on(sig, () => stopped.abort(sig))
+  if (owner) return mainFor(inv, owner, stopped.signal)
   const hangup = new AbortController()
 
   let channel!: Channel // opened below, once the build is under way
@@ -199,7 +224,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   // turn of the event loop ends. (Were it not, the channel would merely open a little before it.)
   // A caller that hangs up meanwhile is seen as soon as the channel is open, and stops the build.
   await new Promise<void>((resolve) => setImmediate(resolve))
-  channel = Channel.open(inv.channel)
+  channel = Channel.open(inv.channel!) // every mode but --for has one
   void channel.hangup.then(() => hangup.abort('hangup'))
   const finish = async (code: number, last?: Event): Promise<number> => {
     if (last) channel.send(last)
@@ -231,6 +256,42 @@ export async function main(argv: readonly string[]): Promise<number> {
   const code = await serve(channel, hold, stopped.signal, inv.maxHoldMs)
   await hold.release()
   return finish(code)
+}
+
+/** The argument that makes this program the holder for a --for hold's owner (owner/holder.ts). */
+const SERVE_HOLDER = '--serve-holder'
+
+// --for: build or root, hand the paths to the owner's holder, print them and exit. With no
+// channel, the paths on standard output and the exit status are all a caller gets.
+async function mainFor(inv: Invocation, owner: ProcessId, stopped: AbortSignal): Promise<number> {
+  if (!inv.keep) keepCompilerMemorySmall()
+  const options: HoldOptions = {
+    env: process.env,
+    signal: stopped,
+    log: say,
+    ...(inv.store === undefined ? {} : { store: inv.store }),
+    ...(inv.protocolMinor === undefined ? {} : { protocolMinor: inv.protocolMinor }),
+  }
+  // the holder is this same program: the same Node, with the same flags
+  const holderCommand = [process.execPath, ...process.execArgv, process.argv[1]!]
+  try {
+    const paths = await holdFor(owner, { keep: inv.keep, operands: inv.operands, maxHoldMs: inv.maxHoldMs }, options, holderCommand)
+    process.stdout.write(paths.map((p) => `${p}\n`).join(''))
+    return 0
+  } catch (err) {
+    if (stopped.aborted) {
+      const sig = stopped.reason as HoldSignal
+      say(`stopped by ${sig} before anything was held`)
+      return 128 + constants.signals[sig]
+    }
+    if (!isRunning(owner)) {
+      say(`process ${owner.pid} exited before its paths were held; nothing is held`)
+      return CALLER_LEFT
+    }
+    if (!isHoldError(err)) throw err
+    say(err.message)
+    return exitCodeOf(err)
+  }
 }
 
 // Answers requests until a release, EOF, a signal or --max-hold ends the hold. Requests for one

@@ -220,6 +220,11 @@ class ActiveHold implements Hold {
     return this.#own.paths
   }
 
+  get location(): StoreLocation {
+    const { target, storeDir, named } = this.#own.ctx
+    return { target, storeDir, named: named ?? this.#own.ctx.options.store }
+  }
+
   async keep(paths: readonly string[], options: StoreOption = {}): Promise<readonly string[]> {
     return (await this.#storeHold(options.store)).add(paths, 'held')
   }
@@ -413,4 +418,38 @@ function tell(callback: () => void): void {
   } catch {
     // a throwing log or onLost must not break a reconnect
   }
+}
+
+/**
+ * Which store a hold's own roots are on, as another process needs it to root the same paths
+ * there: the daemon to reach and how, and the store directory paths are checked against.
+ */
+export interface StoreLocation {
+  readonly target: DaemonTarget
+  readonly storeDir: string
+  /** The store URL the hold was given, for messages; undefined for the store Nix picks. */
+  readonly named?: string | undefined
+}
+
+/** The store `hold`'s own paths are rooted on. */
+export function locationOf(hold: Hold): StoreLocation {
+  if (!(hold instanceof ActiveHold)) throw new TypeError('locationOf takes a hold made by buildAndHold or holdPaths')
+  return hold.location
+}
+
+/** Roots on one store over one connection, remade (every root with it) when it is lost. */
+export interface StoreRoots {
+  /** Every path rooted and valid. */
+  readonly paths: readonly string[]
+  /** Roots `paths` once they are valid; a path that is not valid fails the call and adds none. */
+  add(paths: readonly string[]): Promise<readonly string[]>
+  /** Drops every root by closing the connection. Idempotent. */
+  release(): Promise<void>
+}
+
+/** Opens a connection to `location`'s store to root paths on, for a process that gathers roots from other holds. */
+export async function openRoots(location: StoreLocation, options: Pick<HoldOptions, 'log' | 'onLost' | 'protocolMinor' | 'signal'> = {}): Promise<StoreRoots> {
+  const ctx: Context = { env: process.env, target: location.target, storeDir: location.storeDir, options, named: location.named }
+  const roots = new StoreHold(ctx, await connect(ctx), [])
+  return { get paths() { return roots.paths }, add: (paths) => roots.add(paths, 'held'), release: () => roots.release() }
 }

@@ -1,0 +1,41 @@
+// `--for PID`: a hold that lasts as long as a process runs, with no channel to keep open. The
+// build and its roots happen here, as in every other mode; then the paths are handed to the one
+// background holder for that process (started by the first such hold), and this process is done.
+
+import { buildAndHold, holdPaths, locationOf, type HoldOptions } from '../hold.js'
+import { handOver } from './join.js'
+import type { ProcessId } from './process.js'
+
+export interface ForRequest {
+  /** Hold these existing paths (`--keep`), rather than build `command`. */
+  readonly keep: boolean
+  /** The paths to keep, or the build command. */
+  readonly operands: readonly string[]
+  /** Hold at most this long (`--max-hold`). */
+  readonly maxHoldMs?: number | undefined
+}
+
+/**
+ * Builds (or roots the paths to keep), hands what is held to the holder for `owner`, and returns
+ * the held paths. They stay rooted here until the holder has rooted them too: there is no moment
+ * at which nothing roots them.
+ */
+export async function holdFor(owner: ProcessId, request: ForRequest, options: HoldOptions, holderCommand: readonly string[]): Promise<readonly string[]> {
+  const hold = request.keep ? await holdPaths(request.operands, options) : await buildAndHold(request.operands, options)
+  try {
+    await handOver(
+      holderCommand,
+      owner,
+      {
+        paths: hold.paths,
+        location: locationOf(hold),
+        ...(request.maxHoldMs === undefined ? {} : { maxHoldMs: request.maxHoldMs }),
+        ...(options.protocolMinor === undefined ? {} : { protocolMinor: options.protocolMinor }),
+      },
+      options.signal,
+    )
+    return hold.paths
+  } finally {
+    await hold.release()
+  }
+}
