@@ -1,15 +1,16 @@
 // npm run bench: what nix-hold costs, side by side with what a user would do without it.
 // Starts its own isolated Nix instance; runs each comparison in alternating rounds; prints a table.
 
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { waitForCollections } from '../src/store/collector.js'
 import { DaemonConnection } from '../src/store/daemon.js'
 import { startNix, type NixInstance } from '../test/helpers/nix-instance.js'
-import { childrenOf } from '../test/helpers/proc.js'
+import { childrenOf, processesWith } from '../test/helpers/proc.js'
 import { startSshHosts } from '../test/helpers/ssh-host.js'
 import { alternate, differences, firstLine, now, rssKiB, spawnWithChannel, summarize, timeCommand, type Summary } from './measure.js'
 
@@ -341,6 +342,30 @@ async function remote(nix: NixInstance, path: string): Promise<void> {
   }
 }
 
+// --for: one holder per owner. The first hold for an owner starts it; every later one joins it
+// and exits, so twenty holds cost one holder's memory, not twenty processes'.
+async function forOwner(nix: NixInstance, env: NodeJS.ProcessEnv): Promise<void> {
+  const paths = await nix.addFiles('for-bench', 20)
+  const owner = spawn(NODE, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' })
+  const holders = () => processesWith((arg) => arg === '--serve-holder').filter((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`\0${owner.pid}\0`))
+  try {
+    const hold = (path: string) => timeCommand(NODE, [CLI, '--for', String(owner.pid), '--keep', path], env)
+    const first = await hold(paths[0]!)
+    const [holder] = holders()
+    const one = await settledRss(holder!)
+    const joins: number[] = []
+    for (const path of paths.slice(1)) joins.push(await hold(path))
+    const twenty = await settledRss(holder!)
+    const ratio = twenty / one
+    row('--for: first hold (starts the holder), spawn → exit', `${first.toFixed(1)} ms`, '—', 'report', 'report', true)
+    row('--for: a hold joining the holder, spawn → exit', ms(summarize(joins)), '—', 'report', 'report', true)
+    row('RSS of 20 --for holds for one owner', mib(twenty), `1 hold ${mib(one)}`, `${ratio.toFixed(2)}× (${holders().length} holder)`, '≤ 1.3×', ratio <= 1.3 && holders().length === 1)
+  } finally {
+    owner.kill('SIGKILL')
+    await once(owner, 'exit')
+  }
+}
+
 async function main(): Promise<void> {
   // BENCH_ONLY=remote,collector runs just those parts (names as below); unset, all of them
   const only = process.env.BENCH_ONLY?.split(',')
@@ -362,6 +387,7 @@ async function main(): Promise<void> {
     if (part('remote')) await remote(nix, path)
     if (part('keep')) await keepMany(nix, env)
     if (part('gc')) await fiftyUnderGc(nix, env)
+    if (part('for')) await forOwner(nix, env)
     keeper.channel.end()
     await once(keeper.child, 'exit')
   } finally {

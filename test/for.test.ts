@@ -1,0 +1,178 @@
+// --for PID against a real daemon: scripts (bash, sh -c, Python) that hold with one line, for as
+// long as they run, and not a moment longer.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { afterEach, expect, it } from 'vitest'
+import { demoCommand, failedBuildCode, FIXTURES, scriptCommand, unique, useNix } from './helpers/nix.js'
+import { eventually, exited, processesWith } from './helpers/proc.js'
+import { CLI } from './helpers/wrapper.js'
+
+const nix = useNix()
+
+interface Owner {
+  readonly child: ChildProcess
+  readonly pid: number
+  /** The next line the owner prints. */
+  line(): Promise<string>
+  /** Lets the owner run to its end (it waits for a line on its stdin). */
+  finish(): void
+  readonly exit: Promise<number | null>
+  stderr(): string
+}
+
+const owners: Owner[] = []
+afterEach(() => {
+  for (const o of owners.splice(0)) o.child.kill('SIGKILL')
+})
+
+// A script that holds with nix-hold and then waits for its stdin to close; "$NIX_HOLD" runs
+// nix-hold under the Node running the tests.
+function startOwner(program: string, args: readonly string[]): Owner {
+  const child = spawn(program, args, { env: { ...nix.env, NODE: process.execPath, CLI }, stdio: ['pipe', 'pipe', 'pipe'] })
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s))
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const owner: Owner = {
+    child,
+    pid: child.pid!,
+    line: async () => {
+      const next = await lines.next()
+      if (next.done) throw new Error(`the owner ended without printing a line; its stderr: ${stderr}`)
+      return next.value
+    },
+    finish: () => child.stdin!.end(),
+    exit,
+    stderr: () => stderr,
+  }
+  owners.push(owner)
+  return owner
+}
+
+const bash = (script: string, args: readonly string[] = []) => startOwner('bash', ['-c', `set -e\n${script}`, 'owner', ...args])
+
+// the holders serving process `pid`
+const holdersFor = (pid: number): number[] =>
+  processesWith((arg) => arg === '--serve-holder').filter((h) => {
+    const argv = readFileSync(`/proc/${h}/cmdline`, 'utf8').split('\0')
+    return argv[argv.indexOf('--serve-holder') + 1] === String(pid)
+  })
+
+const noHolderFor = (pid: number) => eventually(() => holdersFor(pid).length === 0, 2000)
+
+const nixBuild = (n: string) => ['nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
+const builds: Array<[string, (n: string) => string[]]> = [
+  ['the build command', demoCommand],
+  ['nix-build', nixBuild],
+]
+
+it.each(builds)('holds what out=$(nix-hold --for $$ -- %s) printed until the script exits, then nothing', async (_, command) => {
+  const owner = bash('out=$("$NODE" "$CLI" --for $$ -- "$@")\necho "$out"\nread -r _ || true', command(unique('for')))
+  const out = await owner.line()
+  expect(out).toMatch(new RegExp(`^${nix.storeDir}/[a-z0-9]{32}-demo-for-`))
+  await nix.gc()
+  expect(await nix.isValid(out)).toBe(true)
+  expect(holdersFor(owner.pid)).toHaveLength(1)
+
+  owner.finish()
+  expect(await owner.exit).toBe(0)
+  expect(await noHolderFor(owner.pid)).toBe(true)
+  await nix.gc()
+  expect(await nix.isValid(out)).toBe(false)
+})
+
+it('ends the hold when the owner is killed with SIGKILL', async () => {
+  const path = await nix.buildDemo(unique('for-kill'))
+  const owner = bash('"$NODE" "$CLI" --for $$ --keep "$1"\nread -r _ || true', [path])
+  expect(await owner.line()).toBe(path)
+  await nix.gc()
+  expect(await nix.isValid(path)).toBe(true)
+
+  owner.child.kill('SIGKILL')
+  await owner.exit
+  expect(await noHolderFor(owner.pid)).toBe(true)
+  await nix.gc()
+  expect(await nix.isValid(path)).toBe(false)
+})
+
+it('serves twenty holds for one script with one holder, each path held', async () => {
+  const paths = await nix.addFiles(unique('for-many'), 20)
+  const owner = bash('for p in "$@"; do "$NODE" "$CLI" --for $$ --keep "$p"; done\necho done\nread -r _ || true', paths)
+  const printed: string[] = []
+  for (let line = await owner.line(); line !== 'done'; line = await owner.line()) printed.push(line)
+  expect(printed).toEqual(paths)
+  expect(holdersFor(owner.pid)).toHaveLength(1)
+  await nix.gc()
+  expect(await Promise.all(paths.map((p) => nix.isValid(p)))).toEqual(paths.map(() => true))
+  owner.finish()
+  expect(await noHolderFor(owner.pid)).toBe(true)
+})
+
+it('returns from $(… 2>&1) and from sh -c as soon as the paths are printed', async () => {
+  const path = await nix.buildDemo(unique('for-sh'))
+  // were the holder to keep either output open, $(…) would wait for it: for as long as the script runs
+  const owner = bash(`out=$(sh -c '"$NODE" "$CLI" --for "$1" --keep "$2"' sh $$ "$1" 2>&1)\necho "$out"\nread -r _ || true`, [path])
+  expect(await owner.line()).toBe(path)
+  await nix.gc()
+  expect(await nix.isValid(path)).toBe(true)
+  owner.finish()
+  expect(await owner.exit).toBe(0)
+})
+
+it("holds for a Python program that ran nix-hold with subprocess.run(capture_output=True)", async () => {
+  const path = await nix.buildDemo(unique('for-py'))
+  const program = [
+    'import os, subprocess, sys',
+    'r = subprocess.run([os.environ["NODE"], os.environ["CLI"], "--for", str(os.getpid()), "--keep", sys.argv[1]], capture_output=True, text=True, check=True, timeout=30)',
+    'print(r.stdout.strip(), flush=True)',
+    'sys.stdin.readline()',
+  ].join('\n')
+  const owner = startOwner('python3', ['-c', program, path])
+  expect(await owner.line()).toBe(path)
+  await nix.gc()
+  expect(await nix.isValid(path)).toBe(true)
+  owner.finish()
+  expect(await owner.exit).toBe(0)
+  expect(await noHolderFor(owner.pid)).toBe(true)
+})
+
+it('exits with the build status of a failed build, and leaves nothing running', async () => {
+  const command = scriptCommand(unique('for-fail'), 'exit 1')
+  const owner = bash('status=0\n"$NODE" "$CLI" --for $$ -- "$@" || status=$?\necho "$status"\nread -r _ || true', command)
+  expect(Number(await owner.line())).toBe(failedBuildCode(command))
+  expect(holdersFor(owner.pid)).toEqual([])
+})
+
+it('refuses a process id that is not running, before anything is built (exit 2)', () => {
+  const gone = spawnSync('true').pid!
+  const r = spawnSync(process.execPath, [CLI, '--for', String(gone), '--', ...demoCommand(unique('for-gone'))], { env: nix.env, encoding: 'utf8' })
+  expect(r.status).toBe(2)
+  expect(r.stderr).toContain(`no process ${gone} is running`)
+  expect(r.stdout).toBe('')
+})
+
+it('lets go after --max-hold while the owner still runs', async () => {
+  const path = await nix.buildDemo(unique('for-max'))
+  const owner = bash('"$NODE" "$CLI" --for $$ --max-hold 0.5 --keep "$1"\nread -r _ || true', [path])
+  expect(await owner.line()).toBe(path)
+  const collected = await eventually(async () => (await nix.gc(), !(await nix.isValid(path))), 10_000)
+  expect(collected).toBe(true)
+  expect(exited(owner.pid)).toBe(false)
+})
+
+it('goes on holding when the terminal goes away: the holder has a session of its own and ignores SIGHUP', async () => {
+  const path = await nix.buildDemo(unique('for-hup'))
+  const owner = bash('"$NODE" "$CLI" --for $$ --keep "$1"\nread -r _ || true', [path])
+  expect(await owner.line()).toBe(path)
+  const [holder] = holdersFor(owner.pid)
+  const session = (pid: number) => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[3]
+  expect(session(holder!)).not.toBe(session(owner.pid))
+  process.kill(holder!, 'SIGHUP')
+  await nix.gc()
+  expect(await nix.isValid(path)).toBe(true)
+  expect(exited(holder!)).toBe(false)
+})
+
