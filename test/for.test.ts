@@ -1,67 +1,19 @@
 // --for PID against a real daemon: scripts (bash, sh -c, Python) that hold with one line, for as
 // long as they run, and not a moment longer.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { afterEach, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
 import { demoCommand, failedBuildCode, FIXTURES, scriptCommand, unique, useNix } from './helpers/nix.js'
-import { eventually, exited, processesWith } from './helpers/proc.js'
+import { holdersFor, noHolderFor, startOwner } from './helpers/owner.js'
+import { eventually, exited } from './helpers/proc.js'
 import { CLI } from './helpers/wrapper.js'
 
 const nix = useNix()
 
-interface Owner {
-  readonly child: ChildProcess
-  readonly pid: number
-  /** The next line the owner prints. */
-  line(): Promise<string>
-  /** Lets the owner run to its end (it waits for a line on its stdin). */
-  finish(): void
-  readonly exit: Promise<number | null>
-  stderr(): string
-}
+const bash = (script: string, args: readonly string[] = []) => startOwner('bash', ['-c', `set -e\n${script}`, 'owner', ...args], nix.env)
 
-const owners: Owner[] = []
-afterEach(() => {
-  for (const o of owners.splice(0)) o.child.kill('SIGKILL')
-})
-
-// A script that holds with nix-hold and then waits for its stdin to close; "$NIX_HOLD" runs
-// nix-hold under the Node running the tests.
-function startOwner(program: string, args: readonly string[]): Owner {
-  const child = spawn(program, args, { env: { ...nix.env, NODE: process.execPath, CLI }, stdio: ['pipe', 'pipe', 'pipe'] })
-  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
-  let stderr = ''
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s))
-  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
-  const owner: Owner = {
-    child,
-    pid: child.pid!,
-    line: async () => {
-      const next = await lines.next()
-      if (next.done) throw new Error(`the owner ended without printing a line; its stderr: ${stderr}`)
-      return next.value
-    },
-    finish: () => child.stdin!.end(),
-    exit,
-    stderr: () => stderr,
-  }
-  owners.push(owner)
-  return owner
-}
-
-const bash = (script: string, args: readonly string[] = []) => startOwner('bash', ['-c', `set -e\n${script}`, 'owner', ...args])
-
-// the holders serving process `pid`
-const holdersFor = (pid: number): number[] =>
-  processesWith((arg) => arg === '--serve-holder').filter((h) => {
-    const argv = readFileSync(`/proc/${h}/cmdline`, 'utf8').split('\0')
-    return argv[argv.indexOf('--serve-holder') + 1] === String(pid)
-  })
-
-const noHolderFor = (pid: number) => eventually(() => holdersFor(pid).length === 0, 2000)
 
 const nixBuild = (n: string) => ['nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
 const builds: Array<[string, (n: string) => string[]]> = [
@@ -130,7 +82,7 @@ it("holds for a Python program that ran nix-hold with subprocess.run(capture_out
     'print(r.stdout.strip(), flush=True)',
     'sys.stdin.readline()',
   ].join('\n')
-  const owner = startOwner('python3', ['-c', program, path])
+  const owner = startOwner('python3', ['-c', program, path], nix.env)
   expect(await owner.line()).toBe(path)
   await nix.gc()
   expect(await nix.isValid(path)).toBe(true)

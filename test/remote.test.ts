@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { holdPaths } from '../src/index.js'
 import { demoCommand, unique, useNix } from './helpers/nix.js'
 import { childrenOf, eventually, parentOf } from './helpers/proc.js'
+import { holdersFor, noHolderFor, startOwner } from './helpers/owner.js'
 import { NIX_HOLD_SCRIPT, withShims } from './helpers/shims.js'
 import { startSshHosts, type SshHosts } from './helpers/ssh-host.js'
 import { startWrapper, type Wrapper } from './helpers/wrapper.js'
@@ -68,6 +69,20 @@ describe('remote stores', () => {
     // nix-hold exits once every host's daemon has hung up: their roots are gone
     for (const i of [0, 1, 2]) await ssh.hosts[i]!.gc()
     for (const i of [0, 1, 2]) expect(await ssh.hosts[i]!.isValid(paths[i]!)).toBe(false)
+  })
+
+  it('holds on two hosts for a script with --for, until the script exits', async () => {
+    const paths = await Promise.all([0, 1].map((i) => onHosts(`for-${i}`, [i])))
+    const script = 'for i in 1 2; do "$NODE" "$CLI" --for $$ --store "ssh-ng://host$i" --keep "${!i}"; done\nread -r _ || true'
+    const owner = startOwner('bash', ['-c', script, 'owner', ...paths], env)
+    expect([await owner.line(), await owner.line()]).toEqual(paths)
+    expect(holdersFor(owner.pid)).toHaveLength(1)
+    for (const i of [0, 1]) await ssh.hosts[i]!.gc()
+    for (const i of [0, 1]) expect(await ssh.hosts[i]!.isValid(paths[i]!)).toBe(true)
+    owner.finish()
+    expect(await noHolderFor(owner.pid)).toBe(true)
+    for (const i of [0, 1]) await ssh.hosts[i]!.gc()
+    for (const i of [0, 1]) expect(await ssh.hosts[i]!.isValid(paths[i]!)).toBe(false)
   })
 
   it('roots a path before it exists with "expect": a copy under a running GC loop lands it held, and "keep" confirms it', async () => {
