@@ -150,6 +150,10 @@ const say = (message: string): void => {
   process.stderr.write(`nix-hold: ${message}\n`)
 }
 
+// A failed build's message ends with Nix's own lines, which went to stderr as the build ran: its
+// first line says what failed without printing them twice
+const sayError = (err: HoldError): void => say(err.kind === 'build' ? err.message.split('\n')[0]! : err.message)
+
 // Loading the build runner (execa and its dependencies) runs loops hot enough for V8 to optimise
 // them, and the optimising compiler's working memory then stays resident for the whole hold:
 // about 4 MiB here, for code that runs once. Nothing nix-hold does while holding needs optimised
@@ -248,7 +252,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       return finish(CALLER_LEFT)
     }
     if (!isHoldError(err)) throw err
-    say(err.message)
+    sayError(err)
     return finish(exitCodeOf(err), errorEvent(err))
   }
 
@@ -289,7 +293,7 @@ async function mainFor(inv: Invocation, owner: ProcessId, stopped: AbortSignal):
       return CALLER_LEFT
     }
     if (!isHoldError(err)) throw err
-    say(err.message)
+    sayError(err)
     return exitCodeOf(err)
   }
 }

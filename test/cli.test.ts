@@ -1,8 +1,10 @@
 // The whole product against a real isolated daemon: build, hold through GC, release.
 
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { FIXTURES, demoCommand, failedBuildCode, nixVersions, stepsOf, unique, useNix } from './helpers/nix.js'
+import { FIXTURES, demoCommand, failedBuildCode, nixVersions, scriptCommand, stepsOf, unique, useNix } from './helpers/nix.js'
+import { eventually } from './helpers/proc.js'
 import { withShims } from './helpers/shims.js'
 import { startWrapper, type Mode } from './helpers/wrapper.js'
 
@@ -69,11 +71,30 @@ it.skipIf(nixVersions().client.legacy)('holds both outputs of a two-output deriv
 it('reports a failing build as an error of kind build and exits with the build command\'s code', async () => {
   const command = demoCommand(unique('fail'), 'fail.nix')
   const w = startWrapper(['--', ...command], nix.env)
-  const event = (await w.next()) as { error: { kind: string; exitCode: number } }
+  const event = (await w.next()) as { error: { kind: string; exitCode: number; message: string } }
   expect(event.error.kind).toBe('build')
   expect(event.error.exitCode).toBe(failedBuildCode(command))
+  // what the user ran, then Nix's own words: which builder failed, and its log
+  const ran = command[0] === 'nix' ? 'nix build' : 'nix-build'
+  expect(event.error.message).toMatch(new RegExp(`^${ran} failed \\(exit code ${failedBuildCode(command)}\\): `))
+  expect(event.error.message).toMatch(/builder for '[^']*-fail-[^']*\.drv' failed with exit code 3/)
+  expect(event.error.message).toContain('failing on purpose')
   expect((await w.exit).code).toBe(failedBuildCode(command))
-  expect(w.stderr()).toContain('failing on purpose') // the build's own log passes through
+  expect(w.stderr()).toMatch(/builder for '[^']*-fail-[^']*\.drv' failed/) // Nix's own output passes through
+  // and nix-hold's own line, last, says what failed without printing Nix's lines again
+  expect(w.stderr()).toMatch(/\nnix-hold: [^\n]* failed \(exit code \d+\): [^\n]*\n$/)
+})
+
+it("passes the build's output through to its own stderr while the build runs", async () => {
+  const name = unique('live')
+  const go = join(nix.root, unique('go'))
+  // the builder waits for the test, which waits to see Nix say it is building
+  const w = startWrapper(['--', ...scriptCommand(name, `while [ ! -e ${go} ]; do /bin/sleep 0.05; done; echo > $out`)], nix.env)
+  expect(await eventually(() => w.stderr().includes(`-${name}.drv'`), 60_000)).toBe(true)
+  writeFileSync(go, '')
+  expect(await w.next()).toMatchObject({ built: [expect.stringMatching(new RegExp(`-${name}$`))] })
+  w.send({ release: true })
+  expect((await w.exit).code).toBe(0)
 })
 
 it('answers garbage on the channel with protocol errors and keeps holding', async () => {

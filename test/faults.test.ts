@@ -153,7 +153,7 @@ exit 0
     const command = demo(unique('sig'))
     const tool = stepsOf(command).first
     const w = startWrapper(['--', ...command], withShims(nix.root, nix.env, { [tool]: '#!/bin/sh\nkill -KILL $$\n' }))
-    const name = command[0] === 'nix' ? 'nix build' : tool
+    const name = command[0] === 'nix' ? 'nix build' : 'nix-build' // what the user ran, whichever step it was
     expect(await w.next()).toEqual({ error: { kind: 'build', message: `${name} was killed by SIGKILL`, exitCode: 137 } })
     expect((await w.exit).code).toBe(137)
   })

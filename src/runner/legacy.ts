@@ -28,7 +28,7 @@ export async function runLegacyBuild(command: BuildCommand, options: RunOptions)
   let targets: string[] = [...split.derivations]
   if (split.instantiate !== undefined) {
     for (let attempt = 1; ; attempt++) {
-      const stdout = await runStep('nix-instantiate', instantiate, ['--no-gc-warning', ...split.instantiate], options, SIBLINGS)
+      const stdout = await runStep('nix-build', instantiate, ['--no-gc-warning', ...split.instantiate], options, SIBLINGS)
       const evaluated = parseDerivations(stdout)
       const gone = (await options.root?.(evaluated.map(drvPathOf))) ?? []
       if (gone.length === 0) {
@@ -47,7 +47,7 @@ export async function runLegacyBuild(command: BuildCommand, options: RunOptions)
   if (targets.length === 0) return []
 
   // `--` keeps the targets from being read as an option's values, however the options were read
-  const stdout = await runStep('nix-store --realise', sibling('nix-store'), ['--realise', '--no-gc-warning', ...split.realise, '--', ...targets], options, SIBLINGS)
+  const stdout = await runStep('nix-build', sibling('nix-store'), ['--realise', '--no-gc-warning', ...split.realise, '--', ...targets], options, SIBLINGS)
   // each output once, in the order first printed: one derivation may be named twice
   return [...new Set(stdout.split('\n').filter((line) => line.length > 0))]
 }

@@ -1,8 +1,10 @@
 // Runs one command of a build (execa): stderr passed through, stdout captured, failures typed.
 
 import { constants } from 'node:os'
+import { isatty } from 'node:tty'
 import { execa } from 'execa'
 import { HoldError } from '../errors.js'
+import { nixErrorOf, OutputTail } from './nix-error.js'
 
 export interface StepOptions {
   readonly env: NodeJS.ProcessEnv
@@ -17,17 +19,22 @@ const exitCodeOf = (signal: string | undefined, exitCode: number | undefined): n
   signal ? 128 + (constants.signals[signal as keyof typeof constants.signals] ?? 0) : (exitCode ?? 1)
 
 /**
- * Runs one command of a build and returns its stdout; `name` is what messages call it, and `note`
- * is added when it cannot start. Its stderr is the user's to see, as when they run it themselves.
+ * Runs one command of a build and returns its stdout; `name` is what messages call it (the
+ * command the user ran), and `note` is added when it cannot start. Its stderr is the user's to
+ * see, as when they run it themselves; a failure's message ends with Nix's error from it.
  */
 export async function runStep(name: string, file: string, args: readonly string[], { env, signal }: StepOptions, note?: string): Promise<string> {
   signal?.throwIfAborted()
+  // Nix draws its progress bar only on a terminal, so there its stderr stays the terminal and the
+  // message points to it; anywhere else nix-hold passes it on and keeps the end of it
+  const tail = isatty(2) ? undefined : new OutputTail()
   const result = await execa(file, args, {
     env,
     extendEnv: false,
     stdin: 'ignore',
     stdout: 'pipe',
-    stderr: 'inherit',
+    stderr: tail ? ['inherit', tail] : 'inherit',
+    buffer: { stdout: true, stderr: false },
     reject: false,
     stripFinalNewline: false,
     maxBuffer: 64 * 1024 * 1024,
@@ -41,8 +48,10 @@ export async function runStep(name: string, file: string, args: readonly string[
       throw cannotRun(file, String(result.originalMessage ?? result.shortMessage), note, result)
     }
     const code = exitCodeOf(result.signal, result.exitCode)
-    const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${code}`
-    throw new HoldError('build', `${name} ${how}`, { exitCode: code })
+    const how = result.signal ? `was killed by ${result.signal}` : `failed (exit code ${code})`
+    const said = tail ? nixErrorOf(tail.text) : ''
+    const why = said ? `: ${said}` : tail ? '' : '; its error output went to the terminal'
+    throw new HoldError('build', `${name} ${how}${why}`, { exitCode: code })
   }
   return String(result.stdout)
 }
