@@ -64,9 +64,39 @@ interface Invocation {
   readonly protocolMinor: number | undefined
 }
 
+// What each option with a value takes, as a message about a wrong one says it
+const TAKES: Readonly<Record<string, string>> = {
+  '--fd': 'a file descriptor number',
+  '--command-fd': 'a file descriptor number',
+  '--status-fd': 'a file descriptor number',
+  '--for': 'a process id',
+  '--store': 'a store URL',
+  '--max-hold': 'a positive number of seconds',
+  '--protocol-minor': 'a number',
+}
+
+const wrongValue = (flag: string, value: string | undefined, cause?: unknown): HoldError =>
+  new HoldError('usage', `${flag} takes ${TAKES[flag]}, got ${value === undefined ? 'nothing' : `"${value}"`}`, { cause })
+
+// parseArgs' own text speaks of an "ambiguous" argument where a value is missing (`--fd --stdio`)
+// or starts with a dash (`--max-hold -1`), quotes options unevenly, and suggests passing them
+// after "--", which here would make them part of the build command
+function parseArgsError(err: unknown, argv: readonly string[]): HoldError {
+  const { code, message } = err as NodeJS.ErrnoException
+  const flag = /'(-[^' ]*)/.exec(message)?.[1]
+  if (flag && code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return new HoldError('usage', `unknown option ${flag}`, { cause: err })
+  if (flag && code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    if (!(flag in TAKES)) return new HoldError('usage', `${flag} takes no value`, { cause: err })
+    // the occurrence parseArgs refused: the one with no value after it, or one starting with a dash
+    const at = argv.findIndex((arg, i) => arg === flag && (argv[i + 1] ?? '-').startsWith('-'))
+    return wrongValue(flag, argv[at + 1], err)
+  }
+  return new HoldError('usage', message.split('\n')[0]!, { cause: err })
+}
+
 const fdNumber = (flag: string, value: string | undefined): number | undefined => {
   if (value === undefined) return undefined
-  if (!/^\d+$/.test(value)) throw new HoldError('usage', `${flag} takes a file descriptor number, got "${value}"`)
+  if (!/^\d+$/.test(value)) throw wrongValue(flag, value)
   return Number(value)
 }
 
@@ -94,10 +124,7 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
       },
     })
   } catch (err) {
-    // parseArgs' own text quotes the option unevenly and suggests passing it after "--", which
-    // here would make it part of the build command
-    const unknown = (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? /'(-[^']*)'/.exec((err as Error).message)?.[1] : undefined
-    throw new HoldError('usage', unknown ? `unknown option ${unknown}` : (err as Error).message.split('\n')[0]!, { cause: err })
+    throw parseArgsError(err, argv)
   }
   const { values, positionals, tokens } = parsed
   if (values.help) return 'help'
@@ -106,7 +133,7 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
   const fd = fdNumber('--fd', values.fd)
   const commandFd = fdNumber('--command-fd', values['command-fd'])
   const statusFd = fdNumber('--status-fd', values['status-fd'])
-  if (values.for !== undefined && !/^[1-9]\d*$/.test(values.for)) throw new HoldError('usage', `--for takes a process id, got "${values.for}"`)
+  if (values.for !== undefined && !/^[1-9]\d*$/.test(values.for)) throw wrongValue('--for', values.for)
   const owner = values.for === undefined ? undefined : Number(values.for)
   const chosen = [owner !== undefined, fd !== undefined, commandFd !== undefined || statusFd !== undefined, values.stdio === true].filter(Boolean).length
   if (chosen !== 1) throw new HoldError('usage', 'choose exactly one of --for PID, --fd N, --command-fd R with --status-fd W, or --stdio')
@@ -129,11 +156,11 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
   let maxHoldMs: number | undefined
   if (values['max-hold'] !== undefined) {
     const seconds = Number(values['max-hold'])
-    if (!(seconds > 0) || !Number.isFinite(seconds)) throw new HoldError('usage', `--max-hold takes a positive number of seconds, got "${values['max-hold']}"`)
+    if (!(seconds > 0) || !Number.isFinite(seconds)) throw wrongValue('--max-hold', values['max-hold'])
     maxHoldMs = Math.ceil(seconds * 1000)
   }
   const minor = values['protocol-minor']
-  if (minor !== undefined && !/^\d+$/.test(minor)) throw new HoldError('usage', `--protocol-minor takes a number, got "${minor}"`)
+  if (minor !== undefined && !/^\d+$/.test(minor)) throw wrongValue('--protocol-minor', minor)
   if (minor !== undefined) checkMinor(Number(minor))
   return {
     channel,

@@ -19,14 +19,19 @@ it('prints help and version', () => {
 
 it.each([
   [['--frob', '--', 'nix', 'build'], /^nix-hold: unknown option --frob \(see nix-hold --help\)\n$/],
-  [['--', 'nix', 'build'], /choose exactly one channel/],
-  [['--fd', '3', '--stdio', '--', 'nix', 'build'], /choose exactly one channel/],
+  [['--', 'nix', 'build'], /choose exactly one of --for PID, --fd N/],
+  [['--fd', '3', '--stdio', '--', 'nix', 'build'], /choose exactly one of --for PID, --fd N/],
   [['--command-fd', '0', '--', 'nix', 'build'], /go together/],
   [['--fd', 'x', '--', 'nix', 'build'], /--fd takes a file descriptor number/],
   [['--stdio'], /no build command given after --/],
   [['--stdio', 'nix', 'build'], /unexpected argument "nix"; put the build command after --/],
   [['--stdio', '--keep'], /--keep needs at least one path/],
   [['--stdio', '--max-hold', '0', '--', 'nix', 'build'], /--max-hold takes a positive number/],
+  // parseArgs calls a missing value, or one starting with a dash, "ambiguous"
+  [['--fd', '--stdio', '--', 'nix', 'build'], /^nix-hold: --fd takes a file descriptor number, got "--stdio" \(see nix-hold --help\)\n$/],
+  [['--stdio', '--max-hold', '-1', '--', 'nix', 'build'], /^nix-hold: --max-hold takes a positive number of seconds, got "-1" \(see/],
+  [['--stdio', '--max-hold'], /^nix-hold: --max-hold takes a positive number of seconds, got nothing \(see/],
+  [['--stdio=yes', '--', 'nix', 'build'], /^nix-hold: --stdio takes no value \(see/],
   [['--command-fd', '0', '--status-fd', '2', '--', 'nix', 'build'], /--status-fd 2: file descriptor 2 is nix-hold's standard error/],
   [['--fd', '2', '--keep', '/nix/store/00000000000000000000000000000000-x'], /--fd 2: file descriptor 2 is nix-hold's standard error/],
   // below 1.21 Nix 2.3 would wait for a word never sent; no daemon speaks above 1.38
@@ -72,7 +77,9 @@ it.each([
 
 it.each([
   [['--', 'nix', 'build', '.#x', '--out-link', 'r'], 'usage', 2, /out-link is not allowed/],
-  [['--', 'nix', 'develop'], 'usage', 2, /wraps "nix build" or "nix-build"/],
+  [['--', 'nix', 'develop'], 'usage', 2, /^the build command must be "nix build" or "nix-build", not "nix develop"$/],
+  [['--', 'make'], 'usage', 2, /^the build command must be "nix build" or "nix-build", not "make"$/],
+  [['--store', 'daemon', '--', 'nix', 'build', '--store', 'local', '.#x'], 'usage', 2, /^--store daemon, given to nix-hold, disagrees with --store local in the build command$/],
   [['--store', 'https://cache.example', '--', 'nix', 'build', '.#x'], 'store', 3, /cannot hold roots in the store "https:\/\/cache.example"/],
   [['--', 'nix', 'build', '--store', 'ssh-ng://-oProxyCommand=x', '.#x'], 'usage', 2, /refusing the store URL "ssh-ng:\/\/-oProxyCommand=x": the host must be/],
 ])('reports %j on the channel and exits before building', async (args, kind, code, message) => {
@@ -80,4 +87,6 @@ it.each([
   const w = startWrapper(args, { ...process.env, PATH: '/nonexistent' })
   expect(await w.next()).toEqual({ error: { kind, message: expect.stringMatching(message) } })
   expect((await w.exit).code).toBe(code)
+  expect(w.stderr()).toMatch(/^nix-hold: /)
+  expect(w.stderr()).not.toMatch(/^nix-hold: nix-hold/) // the prefix once
 })

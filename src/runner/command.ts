@@ -51,6 +51,9 @@ const VALUE_COUNT: Readonly<Record<string, number>> = {
   '--update-input': 1,
 }
 
+// not "nix-hold wraps …": on stderr every message already follows "nix-hold: "
+const notABuild = (command: string): HoldError => new HoldError('usage', `the build command must be "nix build" or "nix-build", not "${command}"`)
+
 const isOutLink = (arg: string): boolean => arg === '--out-link' || arg === '-o' || /^-[A-Za-z]*o[A-Za-z]*$/.test(arg)
 
 /**
@@ -70,12 +73,12 @@ export function prepareBuild(command: readonly string[], store?: string): BuildC
   } else if (name === 'nix') {
     const sub = findSubcommand(args)
     if (sub === undefined || args[sub] !== 'build') {
-      throw new HoldError('usage', `nix-hold wraps "nix build" or "nix-build"; got "nix ${sub === undefined ? '' : args[sub]}"`)
+      throw notABuild(sub === undefined ? 'nix' : `nix ${args[sub]}`)
     }
     flavor = 'nix build'
     insertAt = sub + 1
   } else {
-    throw new HoldError('usage', `nix-hold wraps "nix build" or "nix-build", not "${name}"`)
+    throw notABuild(name)
   }
 
   let named: string | undefined
@@ -88,7 +91,7 @@ export function prepareBuild(command: readonly string[], store?: string): BuildC
     i += VALUE_COUNT[arg] ?? 0
   }
   if (named !== undefined && store !== undefined && named !== store) {
-    throw new HoldError('usage', `nix-hold --store ${store} disagrees with --store ${named} in the build command`)
+    throw new HoldError('usage', `--store ${store}, given to nix-hold, disagrees with --store ${named} in the build command`)
   }
 
   // an option nix-build has and nix-hold cannot honour is refused before anything runs
