@@ -1,4 +1,5 @@
-import { realpathSync } from 'node:fs'
+import { readlinkSync, realpathSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
 
 // What a store path looks like (Nix's src/libstore/path.cc): <store dir>/<32 base-32 chars>-<name>.
 // Checking this before sending a path matters: a daemon that cannot parse an argument drops the
@@ -40,11 +41,29 @@ export function toStorePath(arg: string, storeDir: string, cwd: string): { path:
     try {
       path = realpathSync(path)
     } catch {
-      return { problem: `is not inside the store ${storeDir} and does not exist` }
+      // a result link whose output was collected is the usual case
+      const target = danglingTarget(path)
+      if (target === undefined) return { problem: `is not inside the store ${storeDir} and does not exist` }
+      const where = target.startsWith(`${storeDir}/`) ? 'in the store' : `(outside the store ${storeDir})`
+      return { problem: `is a dangling link to ${target}, which does not exist ${where}` }
     }
     if (!path.startsWith(`${storeDir}/`)) return { problem: `resolves to ${path}, outside the store ${storeDir}` }
   }
   return topStorePath(path, storeDir)
+}
+
+// The first path in the chain of links from `path` that does not exist; undefined when `path` is
+// not a link, or its chain fails another way (a loop, a component that is not a directory).
+function danglingTarget(path: string): string | undefined {
+  let at = path
+  for (let hops = 0; hops < 40; hops++) {
+    try {
+      at = resolve(dirname(at), readlinkSync(at))
+    } catch (err) {
+      return hops > 0 && (err as NodeJS.ErrnoException).code === 'ENOENT' ? at : undefined
+    }
+  }
+  return undefined
 }
 
 /**

@@ -44,6 +44,22 @@ describe('toStorePath', () => {
       rmSync(dir, { recursive: true })
     }
   })
+  it('says that a link whose target is gone (a collected result) is a dangling link to that store path', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nix-hold-path-'))
+    const gone = `${dir}/store/0123456789abcdfghijklmnpqrsvwxyz-collected`
+    mkdirSync(join(dir, 'store'))
+    symlinkSync(gone, join(dir, 'result'))
+    symlinkSync('result', join(dir, 'result-of-result')) // relative, and a chain
+    symlinkSync(join(dir, 'nowhere'), join(dir, 'elsewhere'))
+    try {
+      const inStore = { problem: `is a dangling link to ${gone}, which does not exist in the store` }
+      expect(toStorePath('result', `${dir}/store`, dir)).toEqual(inStore)
+      expect(toStorePath(join(dir, 'result-of-result'), `${dir}/store`, '/')).toEqual(inStore)
+      expect(toStorePath('elsewhere', `${dir}/store`, dir)).toEqual({ problem: `is a dangling link to ${dir}/nowhere, which does not exist (outside the store ${dir}/store)` })
+    } finally {
+      rmSync(dir, { recursive: true })
+    }
+  })
   it.each([
     ['', /empty/],
     [`${S}/../etc/passwd`, /".." segment/],
