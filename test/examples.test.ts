@@ -61,6 +61,63 @@ describe('examples', () => {
     await holdsThenReleases('python3', [join(EXAMPLES, 'python', 'example.py'), ...demo('nix')])
   })
 
+  it('python: keep and expect on the hold, and a nix-hold that dies reported with how it ended', async () => {
+    const existing = await nix.buildDemo(unique('py-keep'))
+    // a path that does not exist yet: demo.nix's output for a name not built so far
+    const n = unique('py-expect')
+    const nixOut = (tool: string, args: string[]) => execFileSync(tool, args, { env: nix.env, encoding: 'utf8' }).trim()
+    const later = nixOut('nix-store', ['--query', '--outputs', nixOut('nix-instantiate', [join(FIXTURES, 'demo.nix'), '--argstr', 'n', n])])
+    const program = `
+import json, sys
+sys.path.insert(0, ${JSON.stringify(join(EXAMPLES, 'python'))})
+from nix_hold import nix_hold, NixHoldError
+command, existing, later = json.loads(sys.argv[1])
+with nix_hold(command) as paths:
+    print("held", *paths, flush=True)
+    print("kept", *paths.keep([existing]), flush=True)
+    print("expected", *paths.expect([later]), flush=True)
+    sys.stdin.readline()  # the test builds the expected path meanwhile
+    print("kept", *paths.keep([later]), flush=True)
+    print("holding", *paths, flush=True)
+    sys.stdin.readline()
+print("released", flush=True)
+try:
+    with nix_hold(command) as paths:
+        paths._proc.kill()  # stands in for nix-hold dying (nix_hold keeps the process to itself)
+        paths.keep([existing])
+except NixHoldError as e:
+    print("error", e.kind, e.exit_code, e, flush=True)
+try:
+    with nix_hold(command, nix_hold_command=("sh", "-c", "exit 7", "nix-hold")):
+        pass
+except NixHoldError as e:  # a stand-in that exits at once, saying nothing
+    print("error", e.kind, e.exit_code, e, flush=True)
+`
+    const child = spawn('python3', ['-c', program, JSON.stringify([demo('nix'), existing, later])], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] })
+    const next = lines(child)
+    const built = (await next()).split(' ').slice(1)
+    expect(built).toHaveLength(1)
+    expect(await next()).toBe(`kept ${existing}`)
+    expect(await next()).toBe(`expected ${later}`)
+    await nix.gc()
+    for (const p of [...built, existing]) expect(await nix.isValid(p)).toBe(true)
+    expect(await nix.buildDemo(n)).toBe(later) // lands rooted, as a nix copy would
+    await nix.gc()
+    expect(await nix.isValid(later)).toBe(true)
+
+    child.stdin!.write('\n')
+    expect(await next()).toBe(`kept ${later}`)
+    expect(await next()).toBe(`holding ${[...built, existing, later].join(' ')}`)
+    child.stdin!.write('\n')
+    expect(await next()).toBe('released')
+    await nix.gc()
+    for (const p of [...built, existing, later]) expect(await nix.isValid(p)).toBe(false)
+
+    expect(await next()).toBe('error store 137 store: nix-hold was killed by SIGKILL; nothing is held')
+    expect(await next()).toBe('error store 7 store: nix-hold exited with status 7 without a word; nothing is held')
+    expect((await once(child, 'exit'))[0]).toBe(0)
+  })
+
   it('go: nixhold.Build with ExtraFiles and a socketpair', async () => {
     const out = join(nix.root, 'nixhold-example')
     // a build cache that outlives the instance, so only the first run compiles the standard library
