@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { prepareBuild } from './runner/command.js'
 import { HoldError, isHoldError } from './errors.js'
 import type { BuiltDerivation } from './channel/messages.js'
-import { waitForCollections } from './store/collector.js'
+import { collectorWait, waitForCollections } from './store/collector.js'
 import { checkMinor, DaemonConnection, type DaemonTarget } from './store/daemon.js'
 import { remoteStorePath, storeDirFromEnv, toStorePath } from './store/path.js'
 import { resolveStore } from './store/resolve.js'
@@ -93,22 +93,24 @@ const connect = (ctx: Context, signal = ctx.options.signal): Promise<DaemonConne
  * Roots `paths` on `conn`, then asks which are valid; returns those that are not. Validity counts
  * only once the roots are in, and once no collection that was running as they went in is still
  * running: Nix 2.5 to 2.34 can delete a path whose root reached a collection that had already
- * judged it dead (store/collector.ts). That wait costs one refused connect when no collection
- * runs; where the store's state directory is not visible from here (another machine), it cannot
- * be made: `expect` before the copy is the safe order there.
+ * judged it dead (store/collector.ts). Where the store's state directory is visible, that wait
+ * costs one refused connect when no collection runs; elsewhere (another machine) the daemon
+ * waits, pipelined between the roots and the check, so it costs no extra round trip.
  */
 async function rootAndCheck(ctx: Context, conn: DaemonConnection, paths: readonly string[], signal?: AbortSignal): Promise<string[]> {
   const { stateDir } = ctx.target
-  if (stateDir === undefined) {
-    const [, valid] = await Promise.all([conn.addTempRoots(paths), conn.queryValidPaths(paths)])
+  const wait = collectorWait(stateDir, conn.minor, conn.daemonVersion)
+  if (wait === 'gc-socket') {
+    await conn.addTempRoots(paths)
+    await waitForCollections(stateDir!, {
+      signal,
+      onWait: () => ctx.options.log?.(`a garbage collection is running; waiting for it to end before confirming ${paths.length === 1 ? paths[0] : `${paths.length} paths`}`),
+    })
+    const valid = await conn.queryValidPaths(paths)
     return paths.filter((p) => !valid.has(p))
   }
-  await conn.addTempRoots(paths)
-  await waitForCollections(stateDir, {
-    signal,
-    onWait: () => ctx.options.log?.(`a garbage collection is running; waiting for it to end before confirming ${paths.length === 1 ? paths[0] : `${paths.length} paths`}`),
-  })
-  const valid = await conn.queryValidPaths(paths)
+  // one write: the daemon answers in order, so the check runs after the roots and the wait
+  const [, , valid] = await Promise.all([conn.addTempRoots(paths), wait === 'daemon' ? conn.waitForCollector() : undefined, conn.queryValidPaths(paths)])
   return paths.filter((p) => !valid.has(p))
 }
 

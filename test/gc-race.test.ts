@@ -4,75 +4,126 @@
 // collection instead, which this test accepts as well: what it checks is the promise, not the
 // mechanism.
 
-import { existsSync, renameSync } from 'node:fs'
+import { existsSync, renameSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { execa } from 'execa'
-import { expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { holdPaths } from '../src/index.js'
 import { nixLabel, nixVersions, unique, useNix } from './helpers/nix.js'
+import { startSshHosts, type SshHosts } from './helpers/ssh-host.js'
 
 const nix = useNix()
 
 const FAN = 1500
 
 /**
- * A path P that refers to FAN garbage paths and is referred to by FAN more, all garbage. A
- * collection that reaches P from one of its references visits P and all its referrers first, then
- * deletes the referrers one by one before P: the window in which P still exists but is doomed.
+ * A path P that refers to FAN garbage paths and is referred to by FAN more, all garbage, made in
+ * the store that `env` reaches directly. A collection that reaches P from one of its references
+ * visits P and all its referrers first, then deletes the referrers one by one before P: the
+ * window in which P still exists but is doomed. Returns the store paths and `file`, where each
+ * one's file is on this machine.
  */
-async function fixture(): Promise<{ p: string; referrers: string[] }> {
+async function fixture(env: NodeJS.ProcessEnv, realStoreDir: string): Promise<{ p: string; referrers: string[]; file: (path: string) => string }> {
   const salt = unique('race')
   const expr = `let
     deps = builtins.genList (i: builtins.toFile "dep-\${toString i}" "dep \${toString i} ${salt}") ${FAN};
     p = builtins.toFile "p-${salt}" (builtins.concatStringsSep "\\n" deps);
     refs = builtins.genList (i: builtins.toFile "ref-\${toString i}" "\${p} \${toString i}") ${FAN};
   in [ p (builtins.head deps) ] ++ refs`
-  const { stdout } = await execa('nix-instantiate', ['--eval', '--strict', '--read-write-mode', '-E', expr], { env: nix.env, extendEnv: false, stdin: 'ignore' })
+  const { stdout } = await execa('nix-instantiate', ['--eval', '--strict', '--read-write-mode', '-E', expr], { env, extendEnv: false, stdin: 'ignore' })
   const [p, dep, ...referrers] = [...stdout.matchAll(/"([^"]+)"/g)].map((m) => m[1]!)
+  const file = (path: string) => join(realStoreDir, basename(path))
   // A collection visits the store directory's entries in the order readdir gives them: on tmpfs,
   // newest first, so it would reach each referrer on its own (deleting it alone) before P. Moving
   // one reference out and back makes it the newest entry: the collection then starts from it,
   // visits it, P and every referrer as one garbage closure, and deletes them referrers first.
   // (On a disk file system the order is a hash's; the window then opens in some runs only.)
-  renameSync(dep!, `${dep}.moving`)
-  renameSync(`${dep}.moving`, dep!)
-  return { p: p!, referrers }
+  renameSync(file(dep!), `${file(dep!)}.moving`)
+  renameSync(`${file(dep!)}.moving`, file(dep!))
+  return { p: p!, referrers, file }
 }
 
 const turn = () => new Promise((resolve) => setImmediate(resolve))
 
-it(`never reports a path held that a running collection then deletes (Nix ${nixLabel()})`, async () => {
+/**
+ * Runs a collection in the store `env` reaches directly, and the moment it has begun deleting P's
+ * closure (P still there), roots P with `root`. Held must mean held: P valid once the collection
+ * has ended. Returns how many times the window was caught.
+ */
+async function race(env: NodeJS.ProcessEnv, realStoreDir: string, isValid: (p: string) => Promise<boolean>, root: (p: string) => Promise<{ release(): Promise<void> } | 'refused'>): Promise<number> {
   let raced = 0
   for (let attempt = 0; attempt < 6 && raced < 2; attempt++) {
-    const { p, referrers } = await fixture()
-    const gc = execa('nix-store', ['--gc'], { env: nix.env, extendEnv: false, stdin: 'ignore' })
+    const { p, referrers, file } = await fixture(env, realStoreDir)
+    const gc = execa('nix-store', ['--gc'], { env, extendEnv: false, stdin: 'ignore' })
     let gcDone = false
     void gc.finally(() => (gcDone = true)).catch(() => undefined)
     // watch the store itself: the moment the first referrer is gone, P is doomed but still there
-    while (!gcDone && referrers.every((r) => existsSync(r))) await turn()
-    if (gcDone || !existsSync(p)) {
+    while (!gcDone && referrers.every((r) => existsSync(file(r)))) await turn()
+    if (gcDone || !existsSync(file(p))) {
       await gc
       continue // the collection was too quick to catch this time
     }
-    const messages: string[] = []
-    const outcome = await holdPaths([p], { env: nix.env, log: (m) => messages.push(m) }).then(
-      (hold) => ({ hold }),
-      (error: unknown) => ({ error }),
-    )
+    const outcome = await root(p)
     await gc
-    if ('hold' in outcome) {
+    if (outcome !== 'refused') {
       // held means held: the collection that was running must not have taken it
-      expect(await nix.isValid(p)).toBe(true)
-      await outcome.hold.release()
+      expect(await isValid(p)).toBe(true)
+      await outcome.release()
     } else {
-      expect(outcome.error).toMatchObject({ kind: 'usage', message: expect.stringContaining('not valid in the store') })
-      expect(await nix.isValid(p)).toBe(false)
+      expect(await isValid(p)).toBe(false)
     }
     raced++
   }
+  return raced
+}
+
+const notValid = (err: unknown): 'refused' => {
+  expect(err).toMatchObject({ kind: 'usage', message: expect.stringContaining('not valid in the store') })
+  return 'refused'
+}
+
+it(`never reports a path held that a running collection then deletes (Nix ${nixLabel()})`, async () => {
+  const raced = await race(nix.env, nix.storeDir, (p) => nix.isValid(p), (p) => holdPaths([p], { env: nix.env }).catch(notValid))
   // the race must have been run for real at least once, or this test showed nothing
   expect(raced).toBeGreaterThan(0)
+})
+
+it(`waits through the daemon where the store's state directory is not known: a socket elsewhere (Nix ${nixLabel()})`, async () => {
+  // a link to the daemon's socket names no state directory: the collector's socket cannot be found
+  const link = join(nix.root, unique('daemon.sock'))
+  symlinkSync(nix.socketPath, link)
+  const env = { ...nix.env, NIX_REMOTE: `unix://${link}` }
+  const raced = await race(nix.env, nix.storeDir, (p) => nix.isValid(p), (p) => holdPaths([p], { env }).catch(notValid))
+  expect(raced).toBeGreaterThan(0)
+})
+
+describe('on another machine', () => {
+  let ssh: SshHosts
+  beforeAll(async () => {
+    ssh = await startSshHosts(nix, 1)
+  })
+  afterAll(async () => ssh?.stop())
+
+  it(`never answers kept, on a warm connection to a host, for a path its running collection then deletes (Nix ${nixLabel()})`, async () => {
+    const host = ssh.hosts[0]!
+    const env = ssh.clientEnv(nix.env)
+    const store = `ssh-ng://${host.name}`
+    // something held there already: the connection is open when the window comes
+    const warm = join(nix.root, unique('warm'))
+    writeFileSync(warm, 'warm')
+    const own = (await execa('nix-store', ['--add', warm], { env: host.env, extendEnv: false, stdin: 'ignore' })).stdout.trim()
+    const hold = await holdPaths([own], { env, store })
+    try {
+      // Nix 2.8 keeps a chroot store's files in R/nix/store whatever the store directory is called
+      const realStoreDir = [join(host.root, nix.storeDir), join(host.root, 'nix', 'store')].find((d) => existsSync(join(d, basename(own))))!
+      const keep = (p: string) => hold.keep([p], { store }).then(() => ({ release: async () => undefined }), notValid)
+      const raced = await race(host.env, realStoreDir, (p) => host.isValid(p), keep)
+      expect(raced).toBeGreaterThan(0)
+    } finally {
+      await hold.release()
+    }
+  })
 })
 
 // Nix 2.3 has no collector socket to wait on
@@ -82,7 +133,7 @@ it.skipIf(nixVersions().daemon.legacy)(`ends a keep that waits for a running col
   const waits = new Promise<void>((resolve) => (waiting = resolve))
   const log = (m: string) => /garbage collection is running/.test(m) && waiting()
   const hold = await holdPaths([held!], { env: nix.env, log })
-  await fixture() // garbage enough for the collection to take a while
+  await fixture(nix.env, nix.storeDir) // garbage enough for the collection to take a while
   const gc = execa('nix-store', ['--gc'], { env: nix.env, extendEnv: false, stdin: 'ignore' })
   // the collection is running once its socket accepts a connection
   const socket = join(nix.stateDir, 'gc-socket', 'socket')

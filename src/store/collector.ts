@@ -74,3 +74,32 @@ export async function waitForCollections(stateDir: string, { onWait, signal }: W
     if (state === 'retry') await sleep(20, undefined, signal ? { signal } : {})
   }
 }
+
+/**
+ * How a root on this connection is made trustworthy against a collection already running:
+ * - 'none': the daemon needs nothing: Nix 2.3 and 2.4 (protocol below 1.32) make a root wait for
+ *   a running collection themselves, and Nix 2.35.0 fixed the race (its deletion loop looks at
+ *   roots that arrived late);
+ * - 'gc-socket': wait on the collector's socket in the store's state directory, which this
+ *   machine can see (one refused connect when no collection runs);
+ * - 'daemon': ask the daemon to wait (DaemonConnection.waitForCollector): another machine's store,
+ *   or a daemon socket whose state directory is not known here.
+ */
+export type CollectorWait = 'none' | 'gc-socket' | 'daemon'
+
+export function collectorWait(stateDir: string | undefined, minor: number, daemonVersion: string | undefined): CollectorWait {
+  if (minor < 32 || hasRaceFix(daemonVersion)) return 'none'
+  return stateDir === undefined ? 'daemon' : 'gc-socket'
+}
+
+/**
+ * Whether a daemon that calls itself `version` has Nix 2.35.0's fix: a release 2.35 or later.
+ * Not a pre-release (master said 2.35.0pre for three months before the fix), and not Lix, whose
+ * versions run from 2.90 and which has not fixed it. Unknown or unparsable: no.
+ */
+export function hasRaceFix(version: string | undefined): boolean {
+  const m = /^(\d+)\.(\d+)(?:\.\d+)?(.*)$/.exec(version ?? '')
+  if (!m) return false
+  const [major, minor, rest] = [Number(m[1]), Number(m[2]), m[3]!]
+  return major === 2 && minor >= 35 && minor < 90 && !/^pre/.test(rest)
+}

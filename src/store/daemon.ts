@@ -8,6 +8,7 @@ import { createConnection } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
 import { HoldError, isHoldError } from '../errors.js'
 import {
+  GcAction,
   NEWEST_MINOR,
   OLDEST_MINOR,
   Op,
@@ -313,6 +314,23 @@ export class DaemonConnection {
       for (let i = 0; i < paths.length; i++) this.#pending.push({ phase: 'stderr', decode: readWord, resolve: done, reject: fail })
       this.#send(w.finish())
     })
+  }
+
+  /**
+   * Settles once no garbage collection that was running when this request reached the daemon is
+   * still running (store/collector.ts says why that matters). It asks for a collection that only
+   * reports the live paths (ReturnLive) and may free nothing (maxFreed 0): the daemon takes the
+   * collector's lock, so it waits for a running collection to end, reads the roots, and answers
+   * with no paths, deleting nothing and never scanning the store. Any user the daemon accepts may
+   * send it. Requests sent after it are answered after it.
+   */
+  async waitForCollector(): Promise<void> {
+    const w = new WireWriter().u64(Op.CollectGarbage).u64(GcAction.ReturnLive).strings([])
+    w.bool(false) // ignoreLiveness
+    w.u64(0) // maxFreed
+    w.u64(0).u64(0).u64(0) // three obsolete settings
+    // the live paths (none were looked for), bytes freed, and an obsolete word
+    await this.#request(w, (r) => [r.strings(), r.u64(), r.u64()])
   }
 
   /**

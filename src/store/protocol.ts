@@ -17,9 +17,18 @@ export const OLDEST_MINOR = 21
 export const Op = {
   IsValidPath: 1,
   AddTempRoot: 11,
+  CollectGarbage: 20,
   QueryValidPaths: 31,
 } as const
 export type Op = (typeof Op)[keyof typeof Op]
+
+/** What a CollectGarbage request asks for (GCOptions::GCAction). */
+export const GcAction = {
+  ReturnLive: 0,
+  ReturnDead: 1,
+  DeleteDead: 2,
+  DeleteSpecific: 3,
+} as const
 
 export const Stderr = {
   Next: 0x6f6c6d67, // "olmg"

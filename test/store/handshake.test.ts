@@ -2,6 +2,8 @@
 // cannot play (1.35 trust status, 1.38 features) and for broken daemons.
 
 import { afterEach, describe, expect, it } from 'vitest'
+import { holdPaths } from '../../src/hold.js'
+import { collectorWait, hasRaceFix } from '../../src/store/collector.js'
 import { DaemonConnection } from '../../src/store/daemon.js'
 import { cat, hex, str, strs, word } from '../helpers/bytes.js'
 import { fakeDaemon, type ScriptedPeer } from '../helpers/fake-daemon.js'
@@ -226,4 +228,57 @@ describe('responses', () => {
       },
     )
   })
+})
+
+// A hold on a store whose collector socket cannot be seen from here (another machine, or a daemon
+// socket outside a state directory, as this scripted one is): the daemon itself is asked to wait
+// for a running collection, between the roots and the check, in one write. A daemon with Nix
+// 2.35's fix, or Nix 2.3's blocking roots, is asked nothing.
+describe('waiting for a running collection through the daemon', () => {
+  const path = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-held'
+  const roots = cat(word(11), str(path)) // AddTempRoot
+  const check = (minor: number) => cat(word(31), strs([path]), ...(minor >= 27 ? [word(0)] : [])) // QueryValidPaths
+  // CollectGarbage: ReturnLive, no paths, ignoreLiveness 0, maxFreed 0, three obsolete words
+  const wait = cat(word(20), word(0), word(0), word(0), word(0), word(0), word(0), word(0))
+  const handshake = async (peer: ScriptedPeer, minor: number, version: string) => {
+    await peer.expect(cat(MAGIC_1, v(38)))
+    peer.send(cat(MAGIC_2, v(minor)))
+    await peer.expect(clientTail(minor))
+    peer.send(cat(...(minor >= 38 ? [strs([])] : []), ...(minor >= 33 ? [str(version)] : []), ...(minor >= 35 ? [word(1)] : []), LAST))
+  }
+
+  it.each([
+    [38, '2.34.8', true],
+    [35, '2.93.3', true], // Lix: not fixed
+    [38, '2.35.0pre20260302_abcdef', true], // master before the fix
+    [34, '2.8.0', true],
+    [38, '2.35.2', false],
+    [38, '2.36.0', false],
+    [21, '', false], // Nix 2.3: a root waits for the collection itself
+  ])('at 1.%i, a daemon saying "%s" is asked to wait: %s', async (minor, version, asked) => {
+    await withDaemon(
+      async (peer) => {
+        await handshake(peer, minor, version)
+        await peer.expect(cat(roots, ...(asked ? [wait] : []), check(minor)))
+        peer.send(cat(LAST, word(1)))
+        // the daemon's log lines while it waits for the collector's lock, then nothing live and nothing freed
+        if (asked) peer.send(cat(NEXT, str('waiting for the big garbage collector lock...'), LAST, strs([]), word(0), word(0)))
+        peer.send(cat(LAST, strs([path])))
+        await peer.closed()
+      },
+      async (socket) => {
+        const hold = await holdPaths([path], { env: { NIX_REMOTE: `unix://${socket}`, NIX_STORE_DIR: '/nix/store' } })
+        expect(hold.paths).toEqual([path])
+        await hold.release()
+      },
+    )
+  })
+})
+
+it('tells which daemons have Nix 2.35.0\'s fix of the collector race', () => {
+  const fixed = ['2.35.0', '2.35.2', '2.36.1', '2.40.0+2']
+  const not = ['2.34.8', '2.35.0pre20260302_abcdef', '2.90.0', '2.93.3', '3.0.0', '', 'nix', undefined]
+  expect(fixed.map(hasRaceFix)).toEqual(fixed.map(() => true))
+  expect(not.map(hasRaceFix)).toEqual(not.map(() => false))
+  expect([collectorWait('/var', 38, '2.34.8'), collectorWait(undefined, 38, '2.34.8'), collectorWait(undefined, 21, undefined), collectorWait(undefined, 38, '2.35.2')]).toEqual(['gc-socket', 'daemon', 'none', 'none'])
 })
