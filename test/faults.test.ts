@@ -35,6 +35,8 @@ describe('faults', () => {
   it('leaves no root when the wrapper itself is SIGKILLed', async () => {
     const w = startWrapper(['--', ...demo(unique('killed'))], nix.env)
     const { built } = (await w.next()) as { built: string[] }
+    // the build's own worker may still be winding down: wait until only ours holds the output
+    expect(await eventually(() => nix.holdersOf(built[0]!).length === 1, 5000)).toBe(true)
     const [worker] = nix.holdersOf(built[0]!)
     expect(worker).toBeDefined()
     w.child.kill('SIGKILL')
@@ -50,6 +52,8 @@ describe('faults', () => {
     const [a, b] = [await nix.buildDemo(unique('worker')), await nix.buildDemo(unique('worker'))]
     const w = startWrapper(['--keep', a, b], nix.env)
     await w.next()
+    // the worker that added a may still be winding down: wait until only ours holds it
+    expect(await eventually(() => nix.holdersOf(a).length === 1, 5000)).toBe(true)
     const [worker] = nix.holdersOf(a)
     process.kill(worker!, 'SIGKILL')
     // a new worker (another pid) holds both again once nix-hold has reconnected
@@ -66,6 +70,7 @@ describe('faults', () => {
     const many = await nix.addFiles(unique('inflight'), 10_000)
     const w = startWrapper(['--keep', a!], nix.env)
     expect(await w.next()).toEqual({ kept: [a] })
+    expect(await eventually(() => nix.holdersOf(a!).length === 1, 5000)).toBe(true)
     const [worker] = nix.holdersOf(a!)
     w.send({ keep: many })
     // the request is being served once the worker has rooted the first of its paths

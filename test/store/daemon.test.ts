@@ -12,7 +12,7 @@ const nix = useNix()
 const socket = () => ({ type: 'socket' as const, path: nix.socketPath })
 
 // The protocol minor each daemon in the matrix speaks (../shared/nix-versions/README.md).
-const DAEMON_MINOR: Record<string, number> = { '2.3': 21, '2.8': 34, '2.18': 35, '2.24': 38 }
+const DAEMON_MINOR: Record<string, number> = { '2.3': 21, '2.8': 34, '2.18': 35, '2.24': 38, '2.26': 38, '2.34': 38, '2.35': 38 }
 const daemonMinor = (): number => {
   const { daemon } = nixVersions()
   const minor = DAEMON_MINOR[`${daemon.major}.${daemon.minor}`]
