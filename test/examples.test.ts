@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline'
 import { build } from 'esbuild'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { FIXTURES, demoCommand, unique, useNix } from './helpers/nix.js'
+import { holdersFor, noHolderFor } from './helpers/owner.js'
 import { NIX_HOLD_SCRIPT, withShims } from './helpers/shims.js'
 
 const ROOT = new URL('..', import.meta.url).pathname
@@ -52,6 +53,35 @@ async function holdsThenReleases(file: string, args: string[], options: { cwd?: 
   expect(await next()).toBe('released')
   const [code] = await once(child, 'exit')
   expect(code).toBe(0)
+  await nix.gc()
+  for (const p of paths) expect(await nix.isValid(p)).toBe(false)
+}
+
+// The Go example, compiled once for the file
+let goBinary: string | undefined
+function goExample(): string {
+  if (goBinary) return goBinary
+  const out = join(nix.root, 'nixhold-example')
+  // a build cache that outlives the instance, so only the first run compiles the standard library
+  const goEnv = { ...env, GOCACHE: join(tmpdir(), 'nix-hold-go-cache'), GOFLAGS: '-mod=mod', GOPATH: join(nix.root, 'go') }
+  execFileSync('go', ['build', '-o', out, '.'], { cwd: join(EXAMPLES, 'go'), env: goEnv, stdio: 'inherit' })
+  return (goBinary = out)
+}
+
+// An example in its --for form: held while it runs (it waits for a line on stdin), and gone, with
+// its holder, once it has exited
+async function holdsForItsLife(file: string, args: string[]): Promise<void> {
+  const child = spawn(file, args, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] })
+  const next = lines(child)
+  const held = await next()
+  expect(held).toMatch(/^held \//)
+  const paths = held.slice('held '.length).split(' ')
+  await nix.gc()
+  for (const p of paths) expect(await nix.isValid(p)).toBe(true)
+  expect(holdersFor(child.pid!)).toHaveLength(1)
+  child.stdin!.end('\n')
+  expect((await once(child, 'exit'))[0]).toBe(0)
+  expect(await noHolderFor(child.pid!)).toBe(true)
   await nix.gc()
   for (const p of paths) expect(await nix.isValid(p)).toBe(false)
 }
@@ -119,12 +149,16 @@ except NixHoldError as e:  # a stand-in that exits at once, saying nothing
   })
 
   it('go: nixhold.Build with ExtraFiles and a socketpair', async () => {
-    const out = join(nix.root, 'nixhold-example')
-    // a build cache that outlives the instance, so only the first run compiles the standard library
-    const goEnv = { ...env, GOCACHE: join(tmpdir(), 'nix-hold-go-cache'), GOFLAGS: '-mod=mod', GOPATH: join(nix.root, 'go') }
-    execFileSync('go', ['build', '-o', out, '.'], { cwd: join(EXAMPLES, 'go'), env: goEnv, stdio: 'inherit' })
-    await holdsThenReleases(out, demo('nix-build'))
+    await holdsThenReleases(goExample(), demo('nix-build'))
   }, 180_000)
+
+  it('go: nixhold.BuildFor holds for as long as the program runs', async () => {
+    await holdsForItsLife(goExample(), ['-for', ...demo('nix-build')])
+  }, 180_000)
+
+  it('python: hold_for_this_process() holds for as long as the program runs', async () => {
+    await holdsForItsLife('python3', [join(EXAMPLES, 'python', 'example.py'), '--for', ...demo('nix')])
+  })
 
   it('bash: coproc with --stdio', async () => {
     await holdsThenReleases('bash', [join(EXAMPLES, 'bash', 'coproc.sh'), ...demo('nix')])

@@ -11,10 +11,15 @@ or by the process dying) releases them; nothing is written to disk.
 `nix copy --to ssh-ng://host` lands it there, already held (PROTOCOL.md, section 4.3). A
 nix-hold that ends early (killed, say) raises NixHoldError at the next request or on leaving the
 block, saying how it ended: the paths were not held all along.
+
+To hold for as long as this process runs instead, with nothing to release:
+
+    paths = hold_for_this_process(["nix-build", "default.nix", "-A", "thing"])
 """
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -128,3 +133,25 @@ def nix_hold(command, *, store=None, nix_hold_command=("nix-hold",), env=None):
         finally:
             channel.close()
             proc.wait()
+
+
+def hold_for_this_process(command, *, store=None, nix_hold_command=("nix-hold",), env=None):
+    """Runs `command` under `nix-hold --for` this process and returns the held output paths.
+
+    They stay held until this process exits, however it exits; there is nothing to release:
+
+        paths = hold_for_this_process(["nix-build", "default.nix", "-A", "thing"])
+
+    A failed build raises subprocess.CalledProcessError with the build's exit status; the build's
+    progress and nix-hold's messages go to this process's stderr.
+    """
+    store_flags = [] if store is None else ["--store", store]
+    done = subprocess.run(
+        [*nix_hold_command, "--for", str(os.getpid()), *store_flags, "--", *command],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return done.stdout.split()

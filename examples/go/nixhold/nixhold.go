@@ -1,4 +1,5 @@
-// Package nixhold runs a Nix build under nix-hold and keeps its outputs alive until Release.
+// Package nixhold runs a Nix build under nix-hold and keeps its outputs alive until Release,
+// or (BuildFor) for as long as this process runs.
 //
 //	h, err := nixhold.Build(ctx, "nix", "build", ".#thing")
 //	if err != nil { ... }
@@ -16,6 +17,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -95,4 +98,19 @@ func (h *Hold) Release() error {
 func (h *Hold) close() error {
 	h.channel.Close()
 	return h.cmd.Wait()
+}
+
+// BuildFor runs command under `nix-hold --for` this process and returns the held outputs. They
+// stay held until this process exits, however it exits; there is nothing to release.
+//
+//	paths, err := nixhold.BuildFor(ctx, "nix-build", "default.nix", "-A", "thing")
+func BuildFor(ctx context.Context, command ...string) ([]string, error) {
+	args := append(append(append([]string{}, Command[1:]...), "--for", strconv.Itoa(os.Getpid()), "--"), command...)
+	cmd := exec.CommandContext(ctx, Command[0], args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("nix-hold: %w", err)
+	}
+	return strings.Fields(string(out)), nil
 }
