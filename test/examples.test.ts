@@ -40,7 +40,8 @@ function lines(child: ChildProcess): () => Promise<string> {
   }
 }
 
-async function holdsThenReleases(file: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<void> {
+// Starts an example and waits for its "held PATH..." line; checks that a collection spares them.
+async function startHeld(file: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
   const child = spawn(file, args, { cwd: options.cwd ?? ROOT, env: options.env ?? env, stdio: ['pipe', 'pipe', 'pipe'] })
   const next = lines(child)
   const held = await next()
@@ -48,7 +49,11 @@ async function holdsThenReleases(file: string, args: string[], options: { cwd?: 
   const paths = held.slice('held '.length).split(' ')
   await nix.gc()
   for (const p of paths) expect(await nix.isValid(p)).toBe(true)
+  return { child, next, paths }
+}
 
+async function holdsThenReleases(file: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<void> {
+  const { child, next, paths } = await startHeld(file, args, options)
   child.stdin!.write('\n')
   expect(await next()).toBe('released')
   const [code] = await once(child, 'exit')
@@ -71,13 +76,7 @@ function goExample(): string {
 // An example in its --for form: held while it runs (it waits for a line on stdin), and gone, with
 // its holder, once it has exited
 async function holdsForItsLife(file: string, args: string[]): Promise<void> {
-  const child = spawn(file, args, { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] })
-  const next = lines(child)
-  const held = await next()
-  expect(held).toMatch(/^held \//)
-  const paths = held.slice('held '.length).split(' ')
-  await nix.gc()
-  for (const p of paths) expect(await nix.isValid(p)).toBe(true)
+  const { child, paths } = await startHeld(file, args)
   expect(holdersFor(child.pid!)).toHaveLength(1)
   child.stdin!.end('\n')
   expect((await once(child, 'exit'))[0]).toBe(0)
