@@ -3,12 +3,13 @@
 
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { waitForCollections } from '../src/store/collector.js'
 import { DaemonConnection } from '../src/store/daemon.js'
+import { resolveStore } from '../src/store/resolve.js'
 import { startNix, type NixInstance } from '../test/helpers/nix-instance.js'
 import { childrenOf, processesWith } from '../test/helpers/proc.js'
 import { startSshHosts } from '../test/helpers/ssh-host.js'
@@ -342,6 +343,49 @@ async function remote(nix: NixInstance, path: string): Promise<void> {
   }
 }
 
+// The wait a store on another machine gets (issue: a collection already running there): a
+// CollectGarbage that frees nothing, pipelined between the roots and the check. What it costs per
+// keep over ssh, and what the daemon's roots scan behind it costs on a host with many processes
+// and roots (it reads every process's fds, maps and environment, and every root).
+async function daemonWait(nix: NixInstance, path: string): Promise<void> {
+  const keepOnce = (c: DaemonConnection, wait: boolean) => async () => {
+    const start = now()
+    await Promise.all([c.addTempRoots([path]), wait ? c.waitForCollector() : undefined, c.queryValidPaths([path])])
+    return now() - start
+  }
+  const ssh = await startSshHosts(nix, 1)
+  try {
+    const env = ssh.clientEnv(nix.env)
+    await execa('nix', ['copy', '--no-check-sigs', '--to', 'ssh-ng://host1', path], { env, extendEnv: false, stdin: 'ignore' })
+    const remoteConn = await DaemonConnection.open(resolveStore('ssh-ng://host1', env))
+    const r = await alternate(rounds, { plain: keepOnce(remoteConn, false), waited: keepOnce(remoteConn, true) })
+    await remoteConn.close()
+    const extra = summarize(differences(r.waited, r.plain))
+    row('a keep on a host over ssh, with the daemon wait', ms(summarize(r.waited)), `without it ${ms(summarize(r.plain))}`, `+${extra.median.toFixed(1)} ms`, 'report', true)
+  } finally {
+    await ssh.stop()
+  }
+
+  // the same, on this machine's daemon: idle, then with 500 more processes (each a shell with a
+  // few open files) and 2,000 more roots for the scan to read
+  const local = await DaemonConnection.open({ type: 'socket', path: nix.socketPath })
+  const measure = async () => summarize(differences(...Object.values(await alternate(rounds, { waited: keepOnce(local, true), plain: keepOnce(local, false) })) as [number[], number[]]))
+  const quiet = await measure()
+  const roots = join(nix.stateDir, 'gcroots', 'bench-many')
+  mkdirSync(roots, { recursive: true })
+  for (let i = 0; i < 2000; i++) symlinkSync(path, join(roots, `r${i}`))
+  const crowd = Array.from({ length: 500 }, () => spawn('sh', ['-c', 'exec sleep 1000 3</etc/passwd 4</etc/hostname'], { stdio: 'ignore' }))
+  try {
+    const busy = await measure()
+    row('the daemon wait on this machine, idle', `+${quiet.median.toFixed(1)} ms`, '—', `+${quiet.median.toFixed(1)} ms`, 'report', true)
+    row('… with 500 more processes and 2,000 more roots', `+${busy.median.toFixed(1)} ms`, `idle +${quiet.median.toFixed(1)} ms`, `+${busy.median.toFixed(1)} ms`, 'report', true)
+  } finally {
+    for (const c of crowd) c.kill('SIGKILL')
+    rmSync(roots, { recursive: true, force: true })
+    await local.close()
+  }
+}
+
 // --for: one holder per owner. The first hold for an owner starts it; every later one joins it
 // and exits, so twenty holds cost one holder's memory, not twenty processes'.
 async function forOwner(nix: NixInstance, env: NodeJS.ProcessEnv): Promise<void> {
@@ -385,6 +429,7 @@ async function main(): Promise<void> {
     if (part('memory')) await memory(env, derivationFile(nix, 'memory', 1), path)
     if (part('collector')) await collectorCheck(nix, path)
     if (part('remote')) await remote(nix, path)
+    if (part('wait')) await daemonWait(nix, path)
     if (part('keep')) await keepMany(nix, env)
     if (part('gc')) await fiftyUnderGc(nix, env)
     if (part('for')) await forOwner(nix, env)

@@ -8,9 +8,7 @@ import { Channel, checkChannel, describeHangup, type ChannelSpec } from './chann
 import { errorEvent, type Event, type Request } from './channel/messages.js'
 import { HoldError, isHoldError, type HoldErrorKind } from './errors.js'
 import { buildAndHold, holdPaths, type Hold, type HoldOptions } from './hold.js'
-import { holdFor } from './owner/for.js'
-import { runHolder } from './owner/holder.js'
-import { isRunning, ownerSecret, processNow, type ProcessId } from './owner/process.js'
+import type { ProcessId } from './owner/process.js'
 import { checkMinor } from './store/daemon.js'
 
 const USAGE = `Usage:
@@ -206,13 +204,15 @@ type HoldSignal = (typeof HOLD_SIGNALS)[number]
 /** Runs nix-hold and returns its exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
   // a --for hold starts the holder for its owner as this same program (owner/join.ts)
-  if (argv[0] === SERVE_HOLDER) return runHolder({ pid: Number(argv[1]), start: String(argv[2]) })
+  // (--for's code, and node:crypto with it, is loaded only by --for: every other hold stays as small)
+  if (argv[0] === SERVE_HOLDER) return (await import('./owner/holder.js')).runHolder({ pid: Number(argv[1]), start: String(argv[2]) })
   let inv: ReturnType<typeof parseInvocation>
   let owner: ProcessId | undefined
   try {
     inv = parseInvocation(argv)
     if (typeof inv === 'object' && inv.channel) checkChannel(inv.channel)
     if (typeof inv === 'object' && inv.owner !== undefined) {
+      const { ownerSecret, processNow } = await import('./owner/process.js')
       owner = processNow(inv.owner)
       ownerSecret(owner) // a process of another user is refused now, not after the build
     }
@@ -305,6 +305,7 @@ async function mainFor(inv: Invocation, owner: ProcessId, stopped: AbortSignal):
   }
   // the holder is this same program: the same Node, with the same flags
   const holderCommand = [process.execPath, ...process.execArgv, process.argv[1]!]
+  const [{ holdFor }, { isRunning }] = await Promise.all([import('./owner/for.js'), import('./owner/process.js')])
   try {
     const paths = await holdFor(owner, { keep: inv.keep, operands: inv.operands, maxHoldMs: inv.maxHoldMs }, options, holderCommand)
     process.stdout.write(paths.map((p) => `${p}\n`).join(''))

@@ -3,10 +3,10 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { FIXTURES, demoCommand, failedBuildCode, nixVersions, scriptCommand, stepsOf, unique, useNix } from './helpers/nix.js'
-import { eventually } from './helpers/proc.js'
-import { withShims } from './helpers/shims.js'
-import { startWrapper, type Mode } from './helpers/wrapper.js'
+import { FIXTURES, demoCommand, failedBuildCode, nixVersions, scriptCommand, stepsOf, unique, useNix } from '../helpers/nix.js'
+import { eventually } from '../helpers/proc.js'
+import { withShims } from '../helpers/shims.js'
+import { startWrapper, type Mode } from '../helpers/wrapper.js'
 
 const nix = useNix()
 
@@ -77,10 +77,12 @@ it('reports a failing build as an error of kind build and exits with the build c
   // what the user ran, then Nix's own words: which builder failed, and its log
   const ran = command[0] === 'nix' ? 'nix build' : 'nix-build'
   expect(event.error.message).toMatch(new RegExp(`^${ran} failed \\(exit code ${failedBuildCode(command)}\\): `))
-  expect(event.error.message).toMatch(/builder for '[^']*-fail-[^']*\.drv' failed with exit code 3/)
+  // Nix up to 2.33 says "builder for '…drv' failed with exit code 3"; 2.34 on, "Cannot build
+  // '…drv'. Reason: builder failed with exit code 3."
+  expect(event.error.message).toMatch(/builder for '[^']*-fail-[^']*\.drv' failed with exit code 3|Cannot build '[^']*-fail-[^']*\.drv'\.\s+Reason: builder failed with exit code 3/)
   expect(event.error.message).toContain('failing on purpose')
   expect((await w.exit).code).toBe(failedBuildCode(command))
-  expect(w.stderr()).toMatch(/builder for '[^']*-fail-[^']*\.drv' failed/) // Nix's own output passes through
+  expect(w.stderr()).toMatch(/builder for '[^']*-fail-[^']*\.drv' failed|Cannot build '[^']*-fail-[^']*\.drv'/) // Nix's own output passes through
   // and nix-hold's own line, last, says what failed without printing Nix's lines again
   expect(w.stderr()).toMatch(/\nnix-hold: [^\n]* failed \(exit code \d+\): [^\n]*\n$/)
 })
@@ -112,7 +114,7 @@ it('answers garbage on the channel with protocol errors and keeps holding', asyn
 
 it('exits 2 before building when --fd names a descriptor the caller did not pass', async () => {
   const { spawnSync } = await import('node:child_process')
-  const { CLI } = await import('./helpers/wrapper.js')
+  const { CLI } = await import('../helpers/wrapper.js')
   for (const fd of ['9', '5', '42']) {
     const r = spawnSync(process.execPath, [CLI, '--fd', fd, '--', ...demo(unique('nofd'))], { env: nix.env, encoding: 'utf8' })
     expect(r.status).toBe(2)
@@ -202,7 +204,7 @@ it.each<[Mode, RegExp]>([
 
 it('says why it exits 4 under CI: --stdio with standard input at EOF from the start', async () => {
   const { spawnSync } = await import('node:child_process')
-  const { CLI } = await import('./helpers/wrapper.js')
+  const { CLI } = await import('../helpers/wrapper.js')
   const r = spawnSync(process.execPath, [CLI, '--stdio', '--', ...demo(unique('ci'))], { env: nix.env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
   expect(r.status).toBe(4)
   expect(r.stdout).toBe('')

@@ -5,10 +5,10 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
-import { demoCommand, failedBuildCode, FIXTURES, scriptCommand, unique, useNix } from './helpers/nix.js'
-import { holdersFor, noHolderFor, startOwner } from './helpers/owner.js'
-import { eventually, exited } from './helpers/proc.js'
-import { CLI } from './helpers/wrapper.js'
+import { demoCommand, failedBuildCode, FIXTURES, scriptCommand, unique, useNix } from '../helpers/nix.js'
+import { holdersFor, noHolderFor, startOwner } from '../helpers/owner.js'
+import { eventually, exited } from '../helpers/proc.js'
+import { CLI } from '../helpers/wrapper.js'
 
 const nix = useNix()
 

@@ -9,10 +9,10 @@ import { createConnection } from 'node:net'
 import { basename, join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { holdPaths } from '../src/index.js'
-import { nixLabel, nixVersions, unique, useNix } from './helpers/nix.js'
-import { startSshHosts, type SshHosts } from './helpers/ssh-host.js'
-import { hasRaceFix } from '../src/store/collector.js'
+import { holdPaths } from '../../src/index.js'
+import { nixLabel, nixVersions, unique, useNix } from '../helpers/nix.js'
+import { startSshHosts, type SshHosts } from '../helpers/ssh-host.js'
+import { hasRaceFix } from '../../src/store/collector.js'
 
 const nix = useNix()
 
@@ -54,7 +54,7 @@ const turn = () => new Promise((resolve) => setImmediate(resolve))
  */
 async function race(env: NodeJS.ProcessEnv, realStoreDir: string, isValid: (p: string) => Promise<boolean>, root: (p: string) => Promise<{ release(): Promise<void> } | 'refused'>): Promise<number> {
   let raced = 0
-  for (let attempt = 0; attempt < 6 && raced < 2; attempt++) {
+  for (let attempt = 0; attempt < 6 && raced === 0; attempt++) {
     const { p, referrers, file } = await fixture(env, realStoreDir)
     const gc = execa('nix-store', ['--gc'], { env, extendEnv: false, stdin: 'ignore' })
     let gcDone = false

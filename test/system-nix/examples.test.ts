@@ -9,11 +9,11 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { build } from 'esbuild'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { FIXTURES, demoCommand, unique, useNix } from './helpers/nix.js'
-import { holdersFor, noHolderFor } from './helpers/owner.js'
-import { NIX_HOLD_SCRIPT, withShims } from './helpers/shims.js'
+import { FIXTURES, demoCommand, unique, useNix } from '../helpers/nix.js'
+import { holdersFor, noHolderFor } from '../helpers/owner.js'
+import { NIX_HOLD_SCRIPT, withShims } from '../helpers/shims.js'
 
-const ROOT = new URL('..', import.meta.url).pathname
+const ROOT = new URL('../..', import.meta.url).pathname
 const EXAMPLES = join(ROOT, 'examples')
 
 const nix = useNix()

@@ -6,9 +6,9 @@ import { readdirSync, symlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { expect, it } from 'vitest'
-import { FIXTURES, unique, useNix } from './helpers/nix.js'
-import { withShims } from './helpers/shims.js'
-import { startWrapper } from './helpers/wrapper.js'
+import { FIXTURES, unique, useNix } from '../helpers/nix.js'
+import { withShims } from '../helpers/shims.js'
+import { startWrapper } from '../helpers/wrapper.js'
 
 const nix = useNix()
 
@@ -131,7 +131,7 @@ it('passes an option this Nix does not have to nix-instantiate, whose error the 
 })
 
 it.each([
-  ['a build that fails', (n: string) => [join(FIXTURES, 'fail.nix'), '--argstr', 'n', n], (n: string) => new RegExp(`builder for '[^']*-fail-${n}\\.drv' failed with exit code 3[^]*failing on purpose|failing on purpose\nbuilder for '[^']*-fail-${n}\\.drv' failed with exit code 3`)],
+  ['a build that fails', (n: string) => [join(FIXTURES, 'fail.nix'), '--argstr', 'n', n], (n: string) => new RegExp(`builder for '[^']*-fail-${n}\\.drv' failed with exit code 3[^]*failing on purpose|failing on purpose\nbuilder for '[^']*-fail-${n}\\.drv' failed with exit code 3|Cannot build '[^']*-fail-${n}\\.drv'\\.\\s+Reason: builder failed with exit code 3[^]*failing on purpose`)],
   ['an evaluation that fails', (n: string) => ['-E', `throw "no ${n}"`], (n: string) => new RegExp(`error: .*no ${n}`)],
 ])('exits as nix-build does for %s, naming nix-build and saying what Nix said', async (_, args, said) => {
   const n = unique('fails')

@@ -6,10 +6,10 @@ import { mkdtempSync, readdirSync, symlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Socket } from 'node:net'
 import { describe, expect, it } from 'vitest'
-import { cat, hex, str, word } from './helpers/bytes.js'
-import { fakeDaemon, type ScriptedPeer } from './helpers/fake-daemon.js'
-import { demoCommand, FIXTURES, unique, useNix } from './helpers/nix.js'
-import { CLI, startWrapper } from './helpers/wrapper.js'
+import { cat, hex, str, word } from '../helpers/bytes.js'
+import { fakeDaemon, type ScriptedPeer } from '../helpers/fake-daemon.js'
+import { demoCommand, FIXTURES, unique, useNix } from '../helpers/nix.js'
+import { CLI, startWrapper } from '../helpers/wrapper.js'
 
 const nix = useNix()
 
@@ -105,9 +105,11 @@ describe('a daemon that misbehaves', () => {
       peer.send(cat(MAGIC_2, word(0x122)))
       await peer.expect(cat(word(0), word(0)))
       peer.send(cat(str('2.8.0'), hex('73746c6100000000')))
-      // AddTempRoot, then QueryValidPaths (substitute = false) in the same write
-      await peer.expect(cat(word(11), str(P), word(31), word(1), str(P), word(0)))
+      // AddTempRoot, the wait for a running collection (a socket outside a state directory: it
+      // cannot be watched from here), then QueryValidPaths (substitute = false), in the same write
+      await peer.expect(cat(word(11), str(P), word(20), word(0), word(0), word(0), word(0), word(0), word(0), word(0), word(31), word(1), str(P), word(0)))
       peer.send(cat(hex('73746c6100000000'), word(1)))
+      peer.send(cat(hex('73746c6100000000'), word(0), word(0), word(0)))
       peer.send(cat(hex('7074786300000000'), str('Error'), word(0), str('Error'), str('disk on fire'), word(0), word(0)))
     })
     expect(event.error).toEqual({ kind: 'store', message: 'disk on fire' })

@@ -2,8 +2,8 @@
 
 import { execa } from 'execa'
 import { expect, it } from 'vitest'
-import { demoCommand, unique, useNix } from './helpers/nix.js'
-import { startWrapper } from './helpers/wrapper.js'
+import { demoCommand, unique, useNix } from '../helpers/nix.js'
+import { startWrapper } from '../helpers/wrapper.js'
 
 const nix = useNix()
 

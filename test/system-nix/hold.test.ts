@@ -2,8 +2,8 @@
 
 import { join } from 'node:path'
 import { expect, it } from 'vitest'
-import { buildAndHold, holdPaths, HoldError } from '../src/index.js'
-import { FIXTURES, demoCommand, failedBuildCode, nixVersions, scriptCommand, unique, useNix } from './helpers/nix.js'
+import { buildAndHold, holdPaths, HoldError } from '../../src/index.js'
+import { FIXTURES, demoCommand, failedBuildCode, nixVersions, scriptCommand, unique, useNix } from '../helpers/nix.js'
 
 const nix = useNix()
 
