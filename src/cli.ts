@@ -73,6 +73,9 @@ const TAKES: Readonly<Record<string, string>> = {
   '--protocol-minor': 'a number',
 }
 
+/** The longest time a Node timer waits. */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 const wrongValue = (flag: string, value: string | undefined, cause?: unknown): HoldError =>
   new HoldError('usage', `${flag} takes ${TAKES[flag]}, got ${value === undefined ? 'nothing' : `"${value}"`}`, { cause })
 
@@ -155,6 +158,9 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
   if (values['max-hold'] !== undefined) {
     const seconds = Number(values['max-hold'])
     if (!(seconds > 0) || !Number.isFinite(seconds)) throw wrongValue('--max-hold', values['max-hold'])
+    // a timer longer than 2^31 - 1 ms fires at once (Node only warns): a longer hold would end
+    // as soon as it began
+    if (seconds * 1000 > MAX_TIMER_MS) throw new HoldError('usage', `--max-hold takes at most ${Math.floor(MAX_TIMER_MS / 1000)} seconds (about 24 days), got "${values['max-hold']}"; to hold without a limit, leave it out`)
     maxHoldMs = Math.ceil(seconds * 1000)
   }
   const minor = values['protocol-minor']
@@ -320,9 +326,10 @@ async function mainFor(inv: Invocation, owner: ProcessId, stopped: AbortSignal):
       say(`process ${owner.pid} exited before its paths were held; nothing is held`)
       return CALLER_LEFT
     }
-    if (!isHoldError(err)) throw err
-    sayError(err)
-    return exitCodeOf(err)
+    // anything but a HoldError (a socket error of the hand-over) is still a clear failure
+    const e = isHoldError(err) ? err : new HoldError('store', `could not hand the paths to the holder for process ${owner.pid}: ${String(err)}`, { cause: err })
+    sayError(e)
+    return exitCodeOf(e)
   }
 }
 

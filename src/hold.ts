@@ -99,7 +99,8 @@ const connect = (ctx: Context, signal = ctx.options.signal): Promise<DaemonConne
  */
 async function rootAndCheck(ctx: Context, conn: DaemonConnection, paths: readonly string[], signal?: AbortSignal): Promise<string[]> {
   const { stateDir } = ctx.target
-  const wait = collectorWait(stateDir, conn.minor, conn.daemonVersion)
+  // what the daemon is decides, not what was negotiated (--protocol-minor may announce less)
+  const wait = collectorWait(stateDir, conn.daemonMinor, conn.daemonVersion)
   if (wait === 'gc-socket') {
     await conn.addTempRoots(paths)
     await waitForCollections(stateDir!, {

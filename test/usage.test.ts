@@ -30,6 +30,8 @@ it.each([
   // parseArgs calls a missing value, or one starting with a dash, "ambiguous"
   [['--fd', '--stdio', '--', 'nix', 'build'], /^nix-hold: --fd takes a file descriptor number, got "--stdio" \(see nix-hold --help\)\n$/],
   [['--stdio', '--max-hold', '-1', '--', 'nix', 'build'], /^nix-hold: --max-hold takes a positive number of seconds, got "-1" \(see/],
+  // a Node timer longer than 2^31 - 1 ms fires at once: such a hold would end as it began
+  [['--for', '1', '--max-hold', '2147484', '--keep', '/nix/store/x'], /^nix-hold: --max-hold takes at most 2147483 seconds \(about 24 days\), got "2147484"/],
   [['--stdio', '--max-hold'], /^nix-hold: --max-hold takes a positive number of seconds, got nothing \(see/],
   [['--stdio=yes', '--', 'nix', 'build'], /^nix-hold: --stdio takes no value \(see/],
   [['--command-fd', '0', '--status-fd', '2', '--', 'nix', 'build'], /--status-fd 2: file descriptor 2 is nix-hold's standard error/],

@@ -1,7 +1,7 @@
 // The holder: one background process per owner, keeping the roots of every `--for` hold made for
 // that owner until the owner exits. Holds join it over an abstract Unix socket (handover.ts).
 
-import { closeSync, constants, openSync, writeSync } from 'node:fs'
+import { closeSync, constants, openSync, readdirSync, readFileSync, writeSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { HoldError, isHoldError } from '../errors.js'
 import { openRoots, type StoreRoots } from '../hold.js'
@@ -10,8 +10,10 @@ import { isRunning, ownerSecret, type ProcessId } from './process.js'
 
 /**
  * What one holder takes at most. Only the owner's user gets past the handshake, but anyone may
- * connect: connections beyond the limit are closed unanswered, and one that has not proved itself
- * within the handshake time is dropped, so no one can make the holder grow without bound.
+ * connect: a connection that has not proved itself within the handshake time is dropped (a real
+ * hold answers at once), and when every connection is taken, the oldest one that has not proved
+ * itself yet makes way for the newcomer; so no one can make the holder grow without bound, nor
+ * keep the owner's own holds out by holding connections open.
  */
 export interface Limits {
   readonly connections: number
@@ -22,7 +24,7 @@ export interface Limits {
 
 export const LIMITS: Limits = {
   connections: 32,
-  handshakeMs: 10_000,
+  handshakeMs: 2_000,
   /** paths held over every store */
   paths: 100_000,
   /** connections to stores: one per store, and one per hold with --max-hold (its own deadline) */
@@ -53,8 +55,12 @@ export class Holder {
   readonly #server: Server
   // roots per store; a hold with its own deadline gets a connection of its own, closed then
   readonly #groups = new Map<string, Promise<StoreRoots>>()
+  // the groups whose connection is open, to count what is held without waiting for any other
+  readonly #opened = new Map<string, StoreRoots>()
+  readonly #unproven = new Set<LineSocket>()
   #deadlines = 0
-  #connections = 0
+  // every connection open now, and those of them that have not proved themselves yet, oldest first
+  readonly #live = new Set<LineSocket>()
   readonly #stopped = new AbortController()
   #watch: NodeJS.Timeout | undefined
   readonly #done: Promise<void>
@@ -99,19 +105,31 @@ export class Holder {
     this.#server.close()
     const groups = [...this.#groups.values()]
     this.#groups.clear()
+    this.#opened.clear()
     await Promise.all(groups.map((g) => g.then((roots) => roots.release(), () => undefined)))
     this.#finish()
   }
 
   #accept(socket: Socket): void {
-    if (this.#connections >= this.#limits.connections || this.#stopped.signal.aborted) {
+    if (this.#live.size >= this.#limits.connections) {
+      const oldest = this.#unproven.values().next()
+      if (!oldest.done) this.#drop(oldest.value)
+    }
+    if (this.#live.size >= this.#limits.connections || this.#stopped.signal.aborted) {
       socket.destroy()
       return
     }
-    this.#connections++
-    socket.once('close', () => this.#connections--)
     const line = new LineSocket(socket, 'a hold')
-    this.#serve(line).catch(() => line.destroy())
+    this.#live.add(line)
+    this.#unproven.add(line)
+    socket.once('close', () => this.#drop(line))
+    this.#serve(line).catch(() => this.#drop(line))
+  }
+
+  #drop(line: LineSocket): void {
+    this.#live.delete(line)
+    this.#unproven.delete(line)
+    line.destroy()
   }
 
   async #serve(line: LineSocket): Promise<void> {
@@ -122,6 +140,7 @@ export class Holder {
     const theirs = field(hello, 'nonce')
     // a peer that cannot prove it knows the secret learns nothing, not even why
     if (!isNonce(theirs) || !proves(this.#secret, 'hold', mine, field(hello, 'proof'))) return line.destroy()
+    this.#unproven.delete(line)
     line.send({ proof: proofOf(this.#secret, 'holder', theirs) })
     const request = readHandOver(await line.next(handshake))
     if (!request) return line.end({ error: { kind: 'protocol', message: 'the holder did not understand the hand-over' } } satisfies HandOverReply)
@@ -130,7 +149,8 @@ export class Holder {
 
   async #take(request: HandOver): Promise<HandOverReply> {
     try {
-      const total = (await Promise.all([...this.#groups.values()].map((g) => g.then((r) => r.paths.length, () => 0)))).reduce((a, b) => a + b, 0)
+      let total = 0
+      for (const roots of this.#opened.values()) total += roots.paths.length
       if (total + request.paths.length > this.#limits.paths) {
         throw new HoldError('store', `the holder for process ${this.#owner.pid} holds ${total} paths already, and takes at most ${this.#limits.paths}`)
       }
@@ -158,10 +178,14 @@ export class Holder {
       ...(request.protocolMinor === undefined ? {} : { protocolMinor: request.protocolMinor }),
     })
     this.#groups.set(key, opening)
-    opening.catch(() => this.#groups.get(key) === opening && this.#groups.delete(key))
+    opening.then(
+      (roots) => this.#groups.get(key) === opening && this.#opened.set(key, roots),
+      () => this.#groups.get(key) === opening && this.#groups.delete(key),
+    )
     if (request.maxHoldMs !== undefined) {
       const expire = setTimeout(() => {
         this.#groups.delete(key)
+        this.#opened.delete(key)
         void opening.then((roots) => roots.release(), () => undefined)
       }, request.maxHoldMs)
       this.#stopped.signal.addEventListener('abort', () => clearTimeout(expire), { once: true })
@@ -186,10 +210,32 @@ export class Holder {
 }
 
 /**
+ * Closes the descriptors the holder inherited from the hold that started it (Node passes on any
+ * that is not close-on-exec: a script's `exec 3>…`, a caller's channel). The holder outlives that
+ * hold by as long as the owner runs, and a pipe or socket it kept open would never show its other
+ * end an EOF. Node's own descriptors are all close-on-exec; standard input, output and error are
+ * the holder's own.
+ */
+function closeInherited(): void {
+  const O_CLOEXEC = 0o2000000
+  for (const name of readdirSync('/proc/self/fd')) {
+    const fd = Number(name)
+    if (fd <= 2) continue
+    try {
+      const flags = Number.parseInt(/^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] ?? '', 8)
+      if (!Number.isNaN(flags) && (flags & O_CLOEXEC) === 0) closeSync(fd)
+    } catch {
+      // the directory listing's own descriptor, closed by now
+    }
+  }
+}
+
+/**
  * The holder process's whole life: listen for `owner`, say on standard output whether it
  * listens ("ready") or another does ("taken"), then hold until the owner exits or a signal ends it.
  */
 export async function runHolder(owner: ProcessId): Promise<number> {
+  closeInherited()
   const report = (line: string) => {
     try {
       writeSync(1, `${line}\n`)

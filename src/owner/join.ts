@@ -42,7 +42,9 @@ async function startHolder(command: readonly string[], owner: ProcessId): Promis
   const status = await new Promise<string>((resolve) => {
     child.stdout!.on('data', () => said.includes('\n') && resolve(said))
     child.once('error', (err) => resolve(`error ${err.message}`))
-    child.once('exit', (code, signal) => resolve(said.includes('\n') ? said : `error it exited (${signal ?? `code ${code}`}) before it listened`))
+    // 'close', not 'exit': a holder that steps back for another says so and exits at once, and
+    // its exit can come before its last words have been read
+    child.once('close', (code, signal) => resolve(said.includes('\n') ? said : `error it exited (${signal ?? `code ${code}`}) before it listened`))
   })
   child.stdout!.destroy()
   child.unref()

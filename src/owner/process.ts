@@ -55,7 +55,7 @@ export function isRunning(id: ProcessId): boolean {
  * auxiliary vector. /proc/PID/auxv is readable only with ptrace access to the process, and it
  * holds the addresses that exec randomised for it (its stack's random bytes, its vDSO, its entry
  * point with PIE), so another user can neither read nor guess it. A holder and the holds that join
- * it prove to each other that they know it (owner/handshake.ts); a process that cannot read it is
+ * it prove to each other that they know it (owner/handover.ts); a process that cannot read it is
  * of another user, and is refused.
  */
 export function ownerSecret(id: ProcessId): Buffer {

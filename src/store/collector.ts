@@ -39,7 +39,10 @@ function probe(path: string, signal: AbortSignal | undefined): Promise<'idle' | 
     signal?.addEventListener('abort', onAbort, { once: true })
     socket.once('connect', () => {
       connected = true
-      // nothing is sent: the collector's reader sees no path, and ends our connection when done
+      // Nothing is sent: the collector's reader sees no path, and ends our connection when done.
+      // We never close it first, short of an abort: Nix 2.5 to 2.35 (at least) abort the whole
+      // collection (std::terminate in its socket server) when a client hangs up within about a
+      // millisecond of connecting and another connection follows.
       socket.resume()
     })
     socket.once('error', (err: NodeJS.ErrnoException) => (code = err.code))
@@ -77,8 +80,8 @@ export async function waitForCollections(stateDir: string, { onWait, signal }: W
 
 /**
  * How a root on this connection is made trustworthy against a collection already running:
- * - 'none': the daemon needs nothing: Nix 2.3 and 2.4 (protocol below 1.32) make a root wait for
- *   a running collection themselves, and Nix 2.35.0 fixed the race (its deletion loop looks at
+ * - 'none': the daemon needs nothing: Nix 2.3 (protocol below 1.32; 2.4 to 2.6 say 1.32) makes
+ *   a root wait for a running collection itself, and Nix 2.35.0 fixed the race (its deletion loop looks at
  *   roots that arrived late);
  * - 'gc-socket': wait on the collector's socket in the store's state directory, which this
  *   machine can see (one refused connect when no collection runs);

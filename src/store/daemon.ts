@@ -185,6 +185,7 @@ export class DaemonConnection {
   #handshaken = false
   #closing = false
   #minor = OLDEST_MINOR
+  #daemonMinor = OLDEST_MINOR
   #daemonVersion: string | undefined
   #trust: Trust | undefined
   readonly #lost: Promise<HoldError>
@@ -235,6 +236,10 @@ export class DaemonConnection {
   get minor(): number {
     return this.#minor
   }
+  /** The minor version the daemon announced: what it is, whatever was negotiated. */
+  get daemonMinor(): number {
+    return this.#daemonMinor
+  }
   /** The daemon's Nix version, sent from minor 33 on. */
   get daemonVersion(): string | undefined {
     return this.#daemonVersion
@@ -264,6 +269,7 @@ export class DaemonConnection {
     }
     const minor = Math.min(ourMinor, minorOf(serverVersion))
     this.#minor = minor
+    this.#daemonMinor = minorOf(serverVersion)
     const w = new WireWriter()
     if (minor >= 38) w.strings([]) // our feature set: none needed for roots
     if (minor >= 14) w.u64(0) // no CPU affinity

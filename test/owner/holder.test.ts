@@ -65,35 +65,34 @@ it('hangs up on a peer that says nothing within the handshake time', async () =>
   expect(Date.now() - started).toBeGreaterThanOrEqual(limits.handshakeMs - 50)
 })
 
-it('closes connections beyond its limit at once, and serves a proving peer once others leave', async () => {
-  await startHolder()
-  const open = await Promise.all(Array.from({ length: limits.connections }, connect))
-  const extra = await connect()
-  expect(await untilClosed(extra)).toBe('')
-  for (const s of open) s.destroy()
-  // a peer that knows the secret gets the holder's own proof back
-  let greeted: Socket
-  for (;;) {
-    greeted = await connect()
-    const line = new LineSocket(greeted, 'the holder')
-    const nonce = field(await line.next().catch(() => undefined), 'nonce')
-    if (typeof nonce !== 'string') continue // the slots free as the holder sees the hang-ups
-    const mine = newNonce()
-    line.send({ nonce: mine, proof: proofOf(ownerSecret(me), 'hold', nonce) })
-    expect(field(await line.next(), 'proof')).toBe(proofOf(ownerSecret(me), 'holder', mine))
-    break
-  }
+// a peer that knows the secret, as a hold does: the holder's own proof comes back
+async function proveTo(socket: Socket): Promise<unknown> {
+  const line = new LineSocket(socket, 'the holder')
+  const nonce = field(await line.next(), 'nonce') as string
+  const mine = newNonce()
+  line.send({ nonce: mine, proof: proofOf(ownerSecret(me), 'hold', nonce) })
+  return field(await line.next(), 'proof') === proofOf(ownerSecret(me), 'holder', mine)
+}
+
+it('lets a proving peer in when every connection is taken by silent ones, dropping the oldest of them', async () => {
+  // a long handshake time: silent connections stay until something makes them go
+  await startHolder({ ...LIMITS, handshakeMs: 60_000 })
+  const silent = await Promise.all(Array.from({ length: LIMITS.connections }, connect))
+  const oneGone = Promise.race(silent.map(untilClosed))
+  expect(await proveTo(await connect())).toBe(true)
+  await oneGone
+  expect(silent.filter((s) => s.destroyed)).toHaveLength(1)
 })
 
 it('drops a peer that sends a line longer than it takes, as soon as it has', async () => {
-  await startHolder(LIMITS)
+  await startHolder({ ...LIMITS, handshakeMs: 60_000 })
   const s = await connect()
   const closed = untilClosed(s)
   const started = Date.now()
   s.write('"'.padEnd(5 * 1024 * 1024, 'x'))
   await closed
   // not merely dropped at the end of the handshake time, with the whole line buffered until then
-  expect(Date.now() - started).toBeLessThan(LIMITS.handshakeMs / 2)
+  expect(Date.now() - started).toBeLessThan(30_000)
 })
 
 it('lets only one holder listen per owner', async () => {

@@ -128,3 +128,27 @@ it('goes on holding when the terminal goes away: the holder has a session of its
   expect(exited(holder!)).toBe(false)
 })
 
+
+it("keeps none of the script's descriptors open: a pipe the script hands on still shows its reader an EOF", async () => {
+  const path = await nix.buildDemo(unique('for-fds'))
+  // fd 7 is inherited by nix-hold (bash does not set close-on-exec on it), and so by the holder
+  // it starts, unless the holder closes it
+  const owner = bash('exec 7> >(cat > /dev/null; echo "reader saw EOF")\n"$NODE" "$CLI" --for $$ --keep "$1"\nexec 7>&-\nread -r _ || true', [path])
+  expect(await owner.line()).toBe(path)
+  // were the holder to keep fd 7, the reader would see its EOF only once the script has exited
+  expect(await owner.line()).toBe('reader saw EOF')
+  expect(holdersFor(owner.pid)).toHaveLength(1)
+})
+
+it('lets two holds that start at once for a new owner both hold, with one holder between them', async () => {
+  const [a, b] = await nix.addFiles(unique('for-twin'), 2)
+  // both find no holder and start one; one of the two steps back for the other
+  const owner = bash(
+    '"$NODE" "$CLI" --for $$ --keep "$1" >/dev/null & p1=$!\n"$NODE" "$CLI" --for $$ --keep "$2" >/dev/null & p2=$!\ns1=0; wait $p1 || s1=$?\ns2=0; wait $p2 || s2=$?\necho "$s1 $s2"\nread -r _ || true',
+    [a!, b!],
+  )
+  expect(await owner.line()).toBe('0 0')
+  expect(holdersFor(owner.pid)).toHaveLength(1)
+  await nix.gc()
+  expect([await nix.isValid(a!), await nix.isValid(b!)]).toEqual([true, true])
+})
