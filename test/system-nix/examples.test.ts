@@ -28,15 +28,27 @@ const demo = (tool: 'nix' | 'nix-build') => {
   return tool === 'nix' ? demoCommand(n) : ['nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n]
 }
 
-/** The example's stdout, line by line. */
+/**
+ * The example's stdout, line by line. A line that does not come within 40 s fails the test with
+ * what the example said so far (on stdout and stderr), rather than the test's bare timeout.
+ */
 function lines(child: ChildProcess): () => Promise<string> {
   const it = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
   let stderr = ''
+  let last = '(none)'
   child.stderr?.setEncoding('utf8').on('data', (s: string) => (stderr += s))
   return async () => {
-    const { value, done } = await it.next()
-    if (done) throw new Error(`the example ended early; stderr:\n${stderr}`)
-    return value as string
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no line from the example within 40 s; its last line: ${last}; its stderr:\n${stderr}`)), 40_000)
+    })
+    try {
+      const { value, done } = await Promise.race([it.next(), late])
+      if (done) throw new Error(`the example ended early; stderr:\n${stderr}`)
+      return (last = value as string)
+    } finally {
+      clearTimeout(timer)
+    }
   }
 }
 
@@ -110,6 +122,7 @@ with nix_hold(command) as paths:
     print("holding", *paths, flush=True)
     sys.stdin.readline()
 print("released", flush=True)
+sys.stdin.readline()  # the test collects meanwhile: what follows builds again, not under its collection
 try:
     with nix_hold(command) as paths:
         paths._proc.kill()  # stands in for nix-hold dying (nix_hold keeps the process to itself)
@@ -141,6 +154,7 @@ except NixHoldError as e:  # a stand-in that exits at once, saying nothing
     expect(await next()).toBe('released')
     await nix.gc()
     for (const p of [...built, existing, later]) expect(await nix.isValid(p)).toBe(false)
+    child.stdin!.end('\n')
 
     expect(await next()).toBe('error store 137 store: nix-hold was killed by SIGKILL; nothing is held')
     expect(await next()).toBe('error store 7 store: nix-hold exited with status 7 without a word; nothing is held')
