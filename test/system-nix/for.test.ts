@@ -131,11 +131,12 @@ it('goes on holding when the terminal goes away: the holder has a session of its
 
 it("keeps none of the script's descriptors open: a pipe the script hands on still shows its reader an EOF", async () => {
   const path = await nix.buildDemo(unique('for-fds'))
-  // fd 7 is inherited by nix-hold (bash does not set close-on-exec on it), and so by the holder
+  // fd 200 is inherited by nix-hold (bash does not set close-on-exec on it, and Node sets it only
+  // on the low descriptors it inherits, 0 to 15 and any right after them), and so by the holder
   // it starts, unless the holder closes it
-  const owner = bash('exec 7> >(cat > /dev/null; echo "reader saw EOF")\n"$NODE" "$CLI" --for $$ --keep "$1"\nexec 7>&-\nread -r _ || true', [path])
+  const owner = bash('exec 200> >(cat > /dev/null; echo "reader saw EOF")\n"$NODE" "$CLI" --for $$ --keep "$1"\nexec 200>&-\nread -r _ || true', [path])
   expect(await owner.line()).toBe(path)
-  // were the holder to keep fd 7, the reader would see its EOF only once the script has exited
+  // were the holder to keep fd 200, the reader would see its EOF only once the script has exited
   expect(await owner.line()).toBe('reader saw EOF')
   expect(holdersFor(owner.pid)).toHaveLength(1)
 })
