@@ -57,10 +57,10 @@ export class Holder {
   readonly #groups = new Map<string, Promise<StoreRoots>>()
   // the groups whose connection is open, to count what is held without waiting for any other
   readonly #opened = new Map<string, StoreRoots>()
-  readonly #unproven = new Set<LineSocket>()
   #deadlines = 0
   // every connection open now, and those of them that have not proved themselves yet, oldest first
   readonly #live = new Set<LineSocket>()
+  readonly #unproven = new Set<LineSocket>()
   readonly #stopped = new AbortController()
   #watch: NodeJS.Timeout | undefined
   readonly #done: Promise<void>
