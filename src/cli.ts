@@ -207,6 +207,22 @@ export function keepCompilerMemorySmall(): void {
 const HOLD_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
 type HoldSignal = (typeof HOLD_SIGNALS)[number]
 
+// What every mode hands the library from the command line.
+const holdOptions = (inv: Invocation, signal: AbortSignal): HoldOptions => ({
+  env: process.env,
+  signal,
+  log: say,
+  ...(inv.store === undefined ? {} : { store: inv.store }),
+  ...(inv.protocolMinor === undefined ? {} : { protocolMinor: inv.protocolMinor }),
+})
+
+// A signal that came before anything was held: says so, and gives the exit status (128+N).
+function stoppedBy(stopped: AbortSignal): { sig: HoldSignal; code: number } {
+  const sig = stopped.reason as HoldSignal
+  say(`stopped by ${sig} before anything was held`)
+  return { sig, code: 128 + constants.signals[sig] }
+}
+
 /** Runs nix-hold and returns its exit status. */
 export async function main(argv: readonly string[]): Promise<number> {
   // a --for hold starts the holder for its owner as this same program (owner/join.ts)
@@ -245,12 +261,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 
   let channel!: Channel // opened below, once the build is under way
   const options: HoldOptions = {
-    env: process.env,
-    signal: AbortSignal.any([stopped.signal, hangup.signal]),
-    log: say,
+    ...holdOptions(inv, AbortSignal.any([stopped.signal, hangup.signal])),
     onLost: (paths, store) => channel.send({ lost: paths, ...(store === undefined ? {} : { store }) }),
-    ...(inv.store === undefined ? {} : { store: inv.store }),
-    ...(inv.protocolMinor === undefined ? {} : { protocolMinor: inv.protocolMinor }),
   }
   if (!inv.keep) keepCompilerMemorySmall()
   const holding = inv.keep ? holdPaths(inv.operands, options) : buildAndHold(inv.operands, options)
@@ -274,9 +286,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     hold = await holding
   } catch (err) {
     if (stopped.signal.aborted) {
-      const sig = stopped.signal.reason as HoldSignal
-      say(`stopped by ${sig} before anything was held`)
-      return finish(128 + constants.signals[sig], errorEvent(new HoldError('build', `stopped by ${sig} before the build finished`, { exitCode: 128 + constants.signals[sig] })))
+      const { sig, code } = stoppedBy(stopped.signal)
+      return finish(code, errorEvent(new HoldError('build', `stopped by ${sig} before the build finished`, { exitCode: code })))
     }
     // the caller left first (what stopped the build or the connection was its hang-up); an
     // error of the build, the store or the command line that came first keeps its own status
@@ -302,13 +313,7 @@ const SERVE_HOLDER = '--serve-holder'
 // channel, the paths on standard output and the exit status are all a caller gets.
 async function mainFor(inv: Invocation, owner: ProcessId, stopped: AbortSignal): Promise<number> {
   if (!inv.keep) keepCompilerMemorySmall()
-  const options: HoldOptions = {
-    env: process.env,
-    signal: stopped,
-    log: say,
-    ...(inv.store === undefined ? {} : { store: inv.store }),
-    ...(inv.protocolMinor === undefined ? {} : { protocolMinor: inv.protocolMinor }),
-  }
+  const options = holdOptions(inv, stopped)
   // the holder is this same program: the same Node, with the same flags
   const holderCommand = [process.execPath, ...process.execArgv, process.argv[1]!]
   const [{ holdFor }, { isRunning }] = await Promise.all([import('./owner/for.js'), import('./owner/process.js')])
@@ -317,11 +322,7 @@ async function mainFor(inv: Invocation, owner: ProcessId, stopped: AbortSignal):
     process.stdout.write(paths.map((p) => `${p}\n`).join(''))
     return 0
   } catch (err) {
-    if (stopped.aborted) {
-      const sig = stopped.reason as HoldSignal
-      say(`stopped by ${sig} before anything was held`)
-      return 128 + constants.signals[sig]
-    }
+    if (stopped.aborted) return stoppedBy(stopped).code
     if (!isRunning(owner)) {
       say(`process ${owner.pid} exited before its paths were held; nothing is held`)
       return CALLER_LEFT
