@@ -1,5 +1,11 @@
+import { readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { defineConfig, type Options } from 'tsup'
+
+// the command's files, and which entry of src/ each is made from (src/startup/bundles.json)
+const bundles = JSON.parse(readFileSync('src/startup/bundles.json', 'utf8')) as Record<string, { entry: string; cached?: boolean }>
+delete bundles['//']
 
 const common: Options = {
   platform: 'node',
@@ -17,12 +23,12 @@ const common: Options = {
 export default defineConfig([
   {
     // The command is CommonJS: an ES module entry makes Node load its ESM loader and a facade for
-    // every built-in module imported, about 3 MiB of resident memory for the whole hold. It is four
-    // files: nix-hold.js (the bin) loads cli.js through code-cache.js, and cli.js loads build.js
-    // (execa and all) the same way, only when there is a build. scripts/code-cache.mjs then makes
-    // the V8 code caches for cli.js and build.js.
+    // every built-in module imported, about 3 MiB of resident memory for the whole hold. It is the
+    // files src/startup/bundles.json lists: nix-hold.js (the bin) loads cli.js through
+    // code-cache.js, and cli.js loads build.js (execa and all) the same way, only when there is a
+    // build. scripts/code-cache.mjs then makes the V8 code caches for the cached ones.
     ...common,
-    entry: { 'nix-hold': 'src/bin.ts', cli: 'src/cli.ts', build: 'src/runner/run.ts', 'code-cache': 'src/startup/code-cache.ts' },
+    entry: Object.fromEntries(Object.entries(bundles).map(([name, bundle]) => [name, bundle.entry])),
     format: ['cjs'],
     outExtension: () => ({ js: '.js' }),
     // Whitespace and syntax only: identifiers keep their names, so stack traces read as the
@@ -37,17 +43,24 @@ export default defineConfig([
     esbuildPlugins: [
       {
         name: 'separate-files',
-        // These imports name another file of dist/ at run time instead of a copy in the bundle:
-        // import('./runner/run.js') becomes build.js through its code cache (a plain import() of a
-        // CommonJS file would go through the ESM loader and its export scanner), and the bin's
-        // import of the cache loader becomes a require of code-cache.js.
+        // An import of another bundle's entry names that file of dist/ at run time instead of a
+        // copy in this bundle: the runner becomes build.js through its code cache (a plain
+        // import() of a CommonJS file would go through the ESM loader and its export scanner).
         setup(build) {
-          const files: Record<string, string> = {
-            './runner/run.js': "module.exports = require(__dirname + '/code-cache.js').requireBundle(__dirname + '/build.js')",
-            './startup/code-cache.js': "module.exports = require(__dirname + '/code-cache.js')",
-          }
-          build.onResolve({ filter: /^\.\/(runner\/run|startup\/code-cache)\.js$/ }, (args) => ({ path: args.path, namespace: 'separate-file' }))
-          build.onLoad({ filter: /.*/, namespace: 'separate-file' }, (args) => ({ contents: files[args.path]!, loader: 'js' }))
+          build.onResolve({ filter: /^\.\.?\// }, (args) => {
+            if (args.kind === 'entry-point') return undefined
+            const target = resolve(args.resolveDir, args.path.replace(/\.js$/, '.ts'))
+            const name = Object.keys(bundles).find((n) => resolve(bundles[n]!.entry) === target)
+            // the bundle's own entry, or a plain module of it
+            if (name === undefined || resolve(bundles[name]!.entry) === resolve(args.importer)) return undefined
+            return { path: name, namespace: 'separate-file' }
+          })
+          build.onLoad({ filter: /.*/, namespace: 'separate-file' }, (args) => ({
+            contents: bundles[args.path]!.cached
+              ? `module.exports = require(__dirname + '/code-cache.js').requireBundle(__dirname + '/${args.path}.js')`
+              : `module.exports = require(__dirname + '/${args.path}.js')`,
+            loader: 'js',
+          }))
         },
       },
     ],

@@ -7,12 +7,18 @@
 // flags it was made with: cli.js loads under Node's defaults, build.js after the CLI has limited
 // the optimiser.
 
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 
 const dist = new URL('../dist/', import.meta.url).pathname
 const require = createRequire(dist)
 const { compileBundle, runBundle, cacheFileOf } = require('./code-cache.js')
+// the bundles that load through a cache, as src/startup/bundles.json lists them: each has its
+// steps below, and one without them is an error here rather than a slow start later
+const bundles = JSON.parse(readFileSync(new URL('../src/startup/bundles.json', import.meta.url), 'utf8'))
+const cached = Object.keys(bundles).filter((name) => bundles[name].cached)
+const warmed = ['cli', 'build']
+if (cached.join() !== warmed.join()) throw new Error(`code-cache.mjs warms ${warmed.join(', ')}, but bundles.json caches ${cached.join(', ')}`)
 
 function cache(file, bundle) {
   const data = bundle.script.createCachedData()

@@ -19,6 +19,6 @@ if (!(nodeMajor >= MIN_NODE_MAJOR)) {
   process.exit(2)
 }
 
-const { requireBundle } = require('./startup/code-cache.js') as typeof import('./startup/code-cache.js')
-const { main } = requireBundle(`${__dirname}/cli.js`) as typeof import('./cli.js')
+// cli.js, loaded through its code cache: the build makes this require name that file (src/startup/bundles.json)
+const { main } = require('./cli.js') as typeof import('./cli.js')
 void main(process.argv.slice(2)).then((code) => process.exit(code))

@@ -2,7 +2,7 @@
 
 import { readFileSync } from 'node:fs'
 import { expect, it } from 'vitest'
-import { checkEvent, parseRequest, type Event } from '../src/channel/messages.js'
+import { checkEvent, parseRequest, type ChannelEvent } from '../src/channel/messages.js'
 
 const doc = readFileSync(new URL('../PROTOCOL.md', import.meta.url), 'utf8')
 const examples = [...doc.matchAll(/```json\n(.*?)\n```/gs)].map((m) => m[1]!)
@@ -18,7 +18,7 @@ it.each(examples)('%s validates against its schema', (text) => {
   const message = JSON.parse(text) as Record<string, unknown>
   const key = Object.keys(message)[0]!
   if (REQUESTS.has(key)) expect(() => parseRequest(message)).not.toThrow()
-  else expect(() => checkEvent(message as unknown as Event)).not.toThrow()
+  else expect(() => checkEvent(message as unknown as ChannelEvent)).not.toThrow()
 })
 
 it('links every schema file', () => {

@@ -3,7 +3,7 @@
 import ndjson from 'ndjson'
 import type { Readable, Transform, Writable } from 'node:stream'
 import { HoldError } from '../errors.js'
-import { checkEvent, parseRequest, type Event, type Request } from './messages.js'
+import { checkEvent, parseRequest, type ChannelEvent, type ChannelRequest } from './messages.js'
 import { checkFd, duplexFd, readableFd, writableFd } from './fd.js'
 import { Queue } from '../queue.js'
 
@@ -23,7 +23,7 @@ export const MAX_UNREAD_EVENTS = 1024
 const NULL_LINE = Symbol('the line null')
 
 /** What arrives on the channel: a valid request, or a line the protocol does not allow. */
-export type Incoming = { readonly type: 'request'; readonly request: Request } | { readonly type: 'invalid'; readonly error: HoldError }
+export type Incoming = { readonly type: 'request'; readonly request: ChannelRequest } | { readonly type: 'invalid'; readonly error: HoldError }
 
 /** Checks every fd in `spec` without touching it; throws a HoldError of kind `usage`. */
 export function checkChannel(spec: ChannelSpec): void {
@@ -164,7 +164,7 @@ export class Channel {
    * Writes one event line. Never blocks: once MAX_UNREAD_EVENTS wait behind a full fd the event is
    * dropped, so a caller that never reads cannot make the wrapper grow without bound.
    */
-  send(event: Event): void {
+  send(event: ChannelEvent): void {
     checkEvent(event)
     if (this.#output.destroyed || this.#output.writableEnded) return
     // the fd takes what the kernel buffers; then the pipe holds events back in the encoder

@@ -3,21 +3,16 @@
 
 import type { ValidateFunction } from 'ajv'
 import { HoldError, type HoldErrorKind } from '../errors.js'
+import type { BuiltDerivation } from '../runner/run.js'
 import * as validators from './validators.generated.js'
 
 /** A caller's request, once it has passed its schema. */
-export type Request =
+export type ChannelRequest =
   | { readonly type: 'release' }
   | { readonly type: 'keep' | 'expect'; readonly paths: readonly string[]; readonly store?: string | undefined }
 
-/** One derivation's outputs, as `nix build --json` reports them. */
-export interface BuiltDerivation {
-  readonly drvPath?: string
-  readonly outputs: Readonly<Record<string, string>>
-}
-
 /** What the wrapper tells the caller, one per line. */
-export type Event =
+export type ChannelEvent =
   | { readonly built: readonly string[]; readonly outputs?: readonly BuiltDerivation[] }
   | { readonly kept: readonly string[]; readonly store?: string }
   | { readonly expected: readonly string[]; readonly store?: string }
@@ -91,7 +86,7 @@ function firstProblem(validate: ValidateFunction): string {
 }
 
 /** Turns one parsed line into a request; anything the protocol does not allow is a HoldError of kind `protocol`. */
-export function parseRequest(value: unknown): Request {
+export function parseRequest(value: unknown): ChannelRequest {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new HoldError('protocol', `expected a JSON object such as {"release":true}, got ${describe(value)}`)
   }
@@ -109,7 +104,7 @@ export function parseRequest(value: unknown): Request {
 }
 
 /** Checks an outgoing event against its schema; a failure is a bug in nix-hold, not the caller's doing. */
-export function checkEvent(event: Event): void {
+export function checkEvent(event: ChannelEvent): void {
   const key = Object.keys(event)[0]!
   const validate = eventSchemas[key]
   if (!validate) throw new Error(`nix-hold bug: no schema for event "${key}"`)
@@ -117,7 +112,7 @@ export function checkEvent(event: Event): void {
 }
 
 /** The `error` event for a HoldError; `store` when it is about a store a request named. */
-export function errorEvent(err: HoldError, store?: string): Event {
+export function errorEvent(err: HoldError, store?: string): ChannelEvent {
   return {
     error: {
       kind: err.kind,

@@ -2,7 +2,9 @@
 // build and its roots happen here, as in every other mode; then the paths are handed to the one
 // background holder for that process (started by the first such hold), and this process is done.
 
-import { buildAndHold, holdPaths, locationOf, type HoldOptions } from '../hold.js'
+import { locationOf } from '../hold/active.js'
+import { buildAndHold, holdPaths } from '../hold/start.js'
+import type { HoldOptions } from '../hold/types.js'
 import { handOver } from './join.js'
 import type { ProcessId } from './process.js'
 

@@ -20,7 +20,7 @@ import ndjson from 'ndjson'
 import type { Transform } from 'node:stream'
 import { HoldError, type HoldErrorKind } from '../errors.js'
 import type { ProcessId } from './process.js'
-import type { StoreLocation } from '../hold.js'
+import type { StoreLocation } from '../hold/types.js'
 
 /** The abstract socket name (without its leading NUL) of the holder for `owner`, as user `uid`. */
 export function socketName(owner: ProcessId, secret: Buffer, uid: number): string {

@@ -4,7 +4,8 @@
 import { closeSync, constants, openSync, readdirSync, readFileSync, writeSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
 import { HoldError, isHoldError } from '../errors.js'
-import { openRoots, type StoreRoots } from '../hold.js'
+import { openRoots } from '../hold/active.js'
+import type { StoreRoots } from '../hold/types.js'
 import { field, isNonce, LineSocket, newNonce, proofOf, proves, socketName, type HandOver, type HandOverReply } from './handover.js'
 import { isRunning, ownerSecret, type ProcessId } from './process.js'
 

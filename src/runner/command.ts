@@ -1,10 +1,10 @@
 // Recognises the wrapped build command and adds what nix-hold needs: no out-link, and output
 // paths on stdout in a form that can be parsed. nix-build is run as two other commands
-// (legacy-args.ts says why); its arguments are only checked here.
+// (nix-build-args.ts says why); its arguments are only checked here.
 
 import { basename } from 'node:path'
 import { HoldError } from '../errors.js'
-import { scanLegacyArgs } from './legacy-args.js'
+import { scanNixBuildArgs } from './nix-build-args.js'
 
 export type Flavor = 'nix build' | 'nix-build'
 
@@ -21,7 +21,8 @@ export interface BuildCommand {
   readonly store: string | undefined
 }
 
-// Options whose values could look like flags; their values are skipped when scanning.
+// `nix build`'s options whose values could look like flags; their values are skipped when
+// scanning. (nix-build's own arity has its home in nix-build-args.ts.)
 const VALUE_COUNT: Readonly<Record<string, number>> = {
   '--arg': 2,
   '--argstr': 2,
@@ -29,7 +30,6 @@ const VALUE_COUNT: Readonly<Record<string, number>> = {
   '--override-input': 2,
   '--override-flake': 2,
   '--expr': 1,
-  '-E': 1,
   '--file': 1,
   '-f': 1,
   '-I': 1,
@@ -81,6 +81,21 @@ export function prepareBuild(command: readonly string[], store?: string): BuildC
     throw notABuild(name)
   }
 
+  // an option nix-build has and nix-hold cannot honour (an out-link among them) is refused before
+  // anything runs; options it does not know are looked up only when it runs (nix-build.ts)
+  const named = flavor === 'nix-build' ? scanNixBuildArgs(args, () => 0).store : scanNixArgs(args)
+  if (named !== undefined && store !== undefined && named !== store) {
+    throw new HoldError('usage', `--store ${store}, given to nix-hold, disagrees with --store ${named} in the build command`)
+  }
+
+  const added = flavor === 'nix build' ? ['--no-link', '--json'] : []
+  if (named === undefined && store !== undefined) added.push('--store', store)
+  const rest = [...args.slice(0, insertAt), ...added, ...args.slice(insertAt)]
+  return { flavor, file, args: rest, store: named ?? store }
+}
+
+// `nix build`'s arguments: refuses an out-link, and returns the store they name, if any.
+function scanNixArgs(args: readonly string[]): string | undefined {
   let named: string | undefined
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!
@@ -90,16 +105,7 @@ export function prepareBuild(command: readonly string[], store?: string): BuildC
     if (arg === '--option' && args[i + 1] === 'store') named = args[i + 2]
     i += VALUE_COUNT[arg] ?? 0
   }
-  if (named !== undefined && store !== undefined && named !== store) {
-    throw new HoldError('usage', `--store ${store}, given to nix-hold, disagrees with --store ${named} in the build command`)
-  }
-
-  // an option nix-build has and nix-hold cannot honour is refused before anything runs
-  if (flavor === 'nix-build') scanLegacyArgs(args, () => 0)
-  const added = flavor === 'nix build' ? ['--no-link', '--json'] : []
-  if (named === undefined && store !== undefined) added.push('--store', store)
-  const rest = [...args.slice(0, insertAt), ...added, ...args.slice(insertAt)]
-  return { flavor, file, args: rest, store: named ?? store }
+  return named
 }
 
 // The first argument that is neither an option nor an option's value: nix's subcommand.

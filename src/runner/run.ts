@@ -3,11 +3,10 @@
 import { dirname } from 'node:path'
 import { execa } from 'execa'
 import { HoldError, isHoldError } from '../errors.js'
-import type { BuiltDerivation } from '../channel/messages.js'
 import { storePathProblem } from '../store/path.js'
 import type { BuildCommand } from './command.js'
-import { runLegacyBuild } from './legacy.js'
-import { runStep, type StepOptions } from './step.js'
+import { runNixBuild } from './nix-build.js'
+import { runStep, type RunOptions } from './step.js'
 
 export interface BuildResult {
   /** Every output path, in the order the build reported them. */
@@ -16,15 +15,13 @@ export interface BuildResult {
   readonly derivations: readonly BuiltDerivation[] | undefined
 }
 
-export interface RunOptions extends StepOptions {
-  /**
-   * Roots store paths on the hold's connection and returns those that are not valid once rooted.
-   * nix-build's derivations are rooted with it between evaluating and building them.
-   */
-  readonly root?: ((paths: readonly string[]) => Promise<readonly string[]>) | undefined
-  /** Where a note meant for a person goes (an evaluation run again). */
-  readonly log?: ((message: string) => void) | undefined
+/** One derivation's outputs, as `nix build --json` reports them. */
+export interface BuiltDerivation {
+  readonly drvPath?: string
+  readonly outputs: Readonly<Record<string, string>>
 }
+
+export type { RunOptions }
 
 /**
  * Runs the build with its stderr passed through (Nix's progress shows as usual) and stdout
@@ -33,7 +30,7 @@ export interface RunOptions extends StepOptions {
  */
 export async function runBuild(command: BuildCommand, options: RunOptions): Promise<BuildResult> {
   if (command.flavor === 'nix-build') {
-    const paths = await runLegacyBuild(command, options)
+    const paths = await runNixBuild(command, options)
     checkPaths('nix-build', paths)
     return { paths, derivations: undefined }
   }
@@ -66,7 +63,7 @@ async function refuseOldNixBuild(command: BuildCommand, env: NodeJS.ProcessEnv):
   const r = await execa(command.file, ['--version'], { env, extendEnv: false, stdin: 'ignore', reject: false })
   const m = /(\d+)\.(\d+)/.exec(String(r.stdout))
   if (!m || Number(m[1]) > 2 || (Number(m[1]) === 2 && Number(m[2]) >= 4)) return
-  throw new HoldError('usage', `Nix ${m[0]}'s "nix build" cannot report what it built (it has no --json, which came in Nix 2.4); wrap nix-build instead, e.g. nix-hold ... -- nix-build FILE -A ATTR`, { exitCode: 1 })
+  throw new HoldError('usage', `Nix ${m[0]}'s "nix build" cannot report what it built (it has no --json, which came in Nix 2.4); wrap nix-build instead, e.g. nix-hold ... -- nix-build FILE -A ATTR`)
 }
 
 // `nix build --json`: [{"drvPath": ..., "outputs": {"out": ...}}], or {"path": ...} for a store path given as such.

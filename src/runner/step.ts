@@ -11,11 +11,23 @@ export interface StepOptions {
   readonly signal?: AbortSignal | undefined
 }
 
+/** What a whole build runs with: each step's options, and the hold's part in between. */
+export interface RunOptions extends StepOptions {
+  /**
+   * Roots store paths on the hold's connection and returns those that are not valid once rooted.
+   * nix-build's derivations are rooted with it between evaluating and building them.
+   */
+  readonly root?: ((paths: readonly string[]) => Promise<readonly string[]>) | undefined
+  /** Where a note meant for a person goes (an evaluation run again). */
+  readonly log?: ((message: string) => void) | undefined
+}
+
 /** A command that could not be started (exit code 127, as a shell gives); `note` says where it was looked for. */
 export const cannotRun = (file: string, why: string, note?: string, cause?: unknown): HoldError =>
   new HoldError('build', `cannot run ${file}: ${why}${note ? ` (${note})` : ''}`, { exitCode: 127, cause })
 
-const exitCodeOf = (signal: string | undefined, exitCode: number | undefined): number =>
+// the status a shell would report: 128 + N for signal N
+const shellStatus = (signal: string | undefined, exitCode: number | undefined): number =>
   signal ? 128 + (constants.signals[signal as keyof typeof constants.signals] ?? 0) : (exitCode ?? 1)
 
 /**
@@ -47,7 +59,7 @@ export async function runStep(name: string, file: string, args: readonly string[
     if (result.exitCode === undefined && result.signal === undefined) {
       throw cannotRun(file, String(result.originalMessage ?? result.shortMessage), note, result)
     }
-    const code = exitCodeOf(result.signal, result.exitCode)
+    const code = shellStatus(result.signal, result.exitCode)
     const how = result.signal ? `was killed by ${result.signal}` : `failed (exit code ${code})`
     const said = tail ? nixErrorOf(tail.text) : ''
     const why = said ? `: ${said}` : tail ? '' : '; its error output went to the terminal'

@@ -1,6 +1,8 @@
 // Constants of the Nix daemon worker protocol, named as in Nix's src/libstore/worker-protocol.hh
 // (without the `wop` prefix) so they can be grepped across codebases.
 
+import { HoldError } from '../errors.js'
+
 export const WORKER_MAGIC_1 = 0x6e697863 // "nixc"
 export const WORKER_MAGIC_2 = 0x6478696f // "dxio"
 
@@ -13,6 +15,15 @@ export const minorOf = (version: number): number => version & 0xff
 export const NEWEST_MINOR = 38
 /** The oldest daemon minor accepted: 1.21 is Nix 2.1/2.3, the oldest still in use. */
 export const OLDEST_MINOR = 21
+
+/** Refuses a protocol minor that no supported daemon can serve: a HoldError of kind `usage`, before any I/O. */
+export function checkMinor(minor: number): void {
+  if (!Number.isInteger(minor) || minor < OLDEST_MINOR || minor > NEWEST_MINOR) {
+    // below 1.21 the handshake differs (and Nix 2.3 would wait for a word never sent); Lix serves
+    // 1.35 and up only, Nix 2.33+ 1.18 and up
+    throw new HoldError('usage', `protocol minor ${minor} is outside what nix-hold speaks: 1.${OLDEST_MINOR} to 1.${NEWEST_MINOR}`)
+  }
+}
 
 export const Op = {
   IsValidPath: 1,

@@ -6,8 +6,22 @@ import { accessSync, constants, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { HoldError } from '../errors.js'
 import { readNixConfig } from './config.js'
-import type { DaemonTarget } from './daemon.js'
-import { isSshStoreUri, parseSshStore } from './ssh.js'
+import { isSshStoreUri, parseSshStore, type SshStore } from './ssh.js'
+
+/**
+ * Where a store's daemon is, and how to reach it: a Unix socket; a `nix-daemon --stdio` child
+ * serving a local store; or another machine's daemon over ssh. `stateDir` is the store's state
+ * directory when this machine can see it (its garbage collector listens in there while it runs);
+ * undefined when it cannot be known.
+ */
+export type DaemonTarget =
+  | { readonly type: 'socket'; readonly path: string; readonly stateDir?: string | undefined }
+  | { readonly type: 'stdio'; readonly storeUri: string; readonly env: NodeJS.ProcessEnv; readonly stateDir?: string | undefined }
+  | { readonly type: 'ssh'; readonly store: SshStore; readonly env: NodeJS.ProcessEnv; readonly stateDir?: undefined }
+
+/** The target as messages name it. */
+export const describeTarget = (t: DaemonTarget): string =>
+  t.type === 'socket' ? `the Nix daemon socket ${t.path}` : t.type === 'stdio' ? `nix-daemon --stdio (store ${t.storeUri})` : `the store ${t.store.uri} (${t.store.remoteCommand} over ssh)`
 
 const stateDir = (env: NodeJS.ProcessEnv): string => env.NIX_STATE_DIR || '/nix/var/nix'
 
@@ -55,7 +69,7 @@ const socketTarget = (path: string): DaemonTarget => {
 /**
  * Where to hold roots for the store `uri` (undefined: as Nix picks it from `env`). A store that
  * cannot hold temp roots (a binary cache) is a HoldError of kind `store`; an ssh URL that could
- * reach ssh as an option is one of kind `protocol`.
+ * reach ssh as an option is one of kind `usage`.
  */
 export function resolveStore(uri: string | undefined, env: NodeJS.ProcessEnv, machine: Machine = thisMachine()): DaemonTarget {
   const chosen = uri ?? configuredStore(env)

@@ -4,7 +4,9 @@
 //
 // A store URL can arrive from the channel, and becomes an ssh command line: it is untrusted. The
 // parser accepts only what a host name, a user name and a port can be, and the command line puts
-// the destination after "--", where ssh cannot take it for an option.
+// the destination after "--", where ssh cannot take it for an option. A refused URL is a usage
+// error here, as any bad argument is; where it came from the channel, serve.ts answers it as the
+// caller's protocol error.
 
 import { HoldError } from '../errors.js'
 
@@ -34,7 +36,7 @@ const FORBIDDEN = /[\s\u0000-\u001f\u007f]/
 // backslashes mean different things to different login shells.
 const REMOTE_STORE = /^(auto|daemon|local(\?[A-Za-z0-9_./=&%+-]*)?|unix:\/\/\/[A-Za-z0-9_./+-]*|\/[A-Za-z0-9_./+-]*)$/
 
-const refuse = (uri: string, why: string): HoldError => new HoldError('protocol', `refusing the store URL ${JSON.stringify(uri)}: ${why}`)
+const refuse = (uri: string, why: string): HoldError => new HoldError('usage', `refusing the store URL ${JSON.stringify(uri)}: ${why}`)
 
 /** Whether `uri` names a store reached over ssh (it may still be refused by `parseSshStore`). */
 export const isSshStoreUri = (uri: string): boolean => /^ssh(-ng)?:\/\//.test(uri)
@@ -44,7 +46,7 @@ const shellQuote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 
 /**
  * Parses `ssh-ng://[user@]host[:port][?params]` (or `ssh://…`) strictly; throws a HoldError of
- * kind `protocol` for anything that could reach ssh as an option or a second argument.
+ * kind `usage` for anything that could reach ssh as an option or a second argument.
  * Parameters honoured as Nix honours them: `ssh-key`, `compress`, `remote-store`, and for
  * ssh-ng `remote-program` (for ssh:// it names nix-store --serve, which keeps no temp roots, so
  * the host's nix-daemon is used all the same).

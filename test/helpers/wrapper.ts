@@ -15,19 +15,41 @@ export const PIPES_HELPER = new URL('./pipes.py', import.meta.url).pathname
  */
 export type Mode = 'fd' | 'stdio' | 'pipes' | 'std-pipes' | 'raw'
 
+/**
+ * One line the wrapper sent on its channel, parsed: the protocol's events (src/channel/messages.ts,
+ * schema/*.json) folded into one shape with every field optional, so that a test can read the
+ * field it expects without narrowing a union first.
+ */
+export interface Event {
+  readonly built?: string[]
+  readonly outputs?: { readonly drvPath?: string; readonly outputs: Record<string, string> }[]
+  readonly kept?: string[]
+  readonly expected?: string[]
+  readonly error?: { readonly kind: string; readonly message: string; readonly exitCode?: number }
+  readonly released?: true
+  readonly lost?: string[]
+  readonly expired?: true
+  /** The store a kept, expected, error or lost event is about; absent for the hold's own. */
+  readonly store?: string
+  /** Not a protocol field: a line that was not a JSON object, as it came (next() throws with it). */
+  readonly notAnEvent?: string
+}
+
 export interface Wrapper {
   readonly child: ChildProcess
-  /** The next event line, parsed; rejects if the channel ends first. */
-  next(): Promise<Record<string, unknown>>
+  /** The next event line not yet taken by next(), parsed; rejects if the channel ends first. */
+  next(): Promise<Event>
   /** Writes a raw line (a newline is added) or an object as JSON. */
   send(message: string | object): void
   /** Closes the caller's end of the channel. */
   end(): void
-  /** Every line received so far, in order. */
-  readonly received: Record<string, unknown>[]
+  /** Every line received so far, in order, whether next() took it or not. */
+  readonly received: readonly Event[]
+  /** Settles once the channel has ended: from then on `received` holds every line the wrapper sent. */
+  readonly ended: Promise<void>
   /** What the wrapper wrote to stderr so far. */
   stderr(): string
-  /** Settles with the exit status once the wrapper has exited. */
+  /** Settles with the exit status once the wrapper has exited (its last lines may still be on their way). */
   readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
@@ -56,19 +78,54 @@ export function startWrapper(args: readonly string[], env: NodeJS.ProcessEnv, mo
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s))
   output.on('error', () => undefined) // writing after the wrapper exited is part of some tests
 
-  const received: Record<string, unknown>[] = []
-  const lines = createInterface({ input, crlfDelay: Infinity })[Symbol.asyncIterator]()
+  // Each line is recorded as it arrives, not when a test asks for it: a test can then say that
+  // nothing came (or what came) without having asked for it.
+  const received: Event[] = []
+  let taken = 0
+  let ended = false
+  let failure: Error | undefined
+  const waiting: (() => void)[] = []
+  const notify = () => {
+    for (const resolve of waiting.splice(0)) resolve()
+  }
+  const lines = createInterface({ input, crlfDelay: Infinity })
+  lines.on('line', (line: string) => {
+    let value: unknown
+    try {
+      value = JSON.parse(line)
+    } catch {
+      value = undefined
+    }
+    const isObject = typeof value === 'object' && value !== null && !Array.isArray(value)
+    received.push(isObject ? (value as Event) : { notAnEvent: line })
+    notify()
+  })
+  const channelEnded = new Promise<void>((resolve) => {
+    const end = (err?: Error) => {
+      ended = true
+      failure ??= err
+      notify()
+      resolve()
+    }
+    lines.on('close', () => end())
+    // a broken channel (the socket reset) ends it as well; without a listener it would crash the run
+    lines.on('error', (err: Error) => end(err))
+  })
   const exit = once(child, 'exit').then(([code, signal]) => ({ code: code as number | null, signal: signal as NodeJS.Signals | null }))
   return {
     child,
     received,
+    ended: channelEnded,
     exit,
     stderr: () => stderr,
     async next() {
-      const { value, done } = await lines.next()
-      if (done) throw new Error(`the channel ended before the next event; stderr:\n${stderr}`)
-      const event = JSON.parse(value) as Record<string, unknown>
-      received.push(event)
+      while (taken >= received.length) {
+        if (failure) throw failure
+        if (ended) throw new Error(`the channel ended before the next event; stderr:\n${stderr}`)
+        await new Promise<void>((resolve) => waiting.push(resolve))
+      }
+      const event = received[taken++]!
+      if (event.notAnEvent !== undefined) throw new Error(`the wrapper sent a line that is not a JSON object: ${JSON.stringify(event.notAnEvent)}; stderr:\n${stderr}`)
       return event
     },
     send(message) {

@@ -15,7 +15,7 @@ const demo = (n: string): string[] => demoCommand(n)
 describe.each<Mode>(['fd', 'pipes', 'stdio', 'std-pipes'])('channel on %s', (mode) => {
   it('keeps the output through a GC while held, and lets the GC take it after {"release":true}', async () => {
     const w = startWrapper(['--', ...demo(unique(mode))], nix.env, mode)
-    const { built } = (await w.next()) as { built: string[] }
+    const built = (await w.next()).built!
     expect(built).toHaveLength(1)
     await nix.gc()
     expect(await nix.isValid(built[0]!)).toBe(true)
@@ -30,7 +30,7 @@ describe.each<Mode>(['fd', 'pipes', 'stdio', 'std-pipes'])('channel on %s', (mod
 
 it('releases when the caller closes the channel (EOF)', async () => {
   const w = startWrapper(['--', ...demo(unique('eof'))], nix.env)
-  const { built } = (await w.next()) as { built: string[] }
+  const built = (await w.next()).built!
   await nix.gc()
   expect(await nix.isValid(built[0]!)).toBe(true)
   w.end()
@@ -42,11 +42,11 @@ it('releases when the caller closes the channel (EOF)', async () => {
 it('holds the output of legacy nix-build', async () => {
   const n = unique('legacy')
   const w = startWrapper(['--', 'nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n], nix.env)
-  const event = (await w.next()) as { built: string[]; outputs?: unknown }
+  const event = await w.next()
   expect(event.built).toEqual([expect.stringMatching(new RegExp(`^${nix.storeDir}/[a-z0-9]{32}-demo-${n}$`))])
   expect(event.outputs).toBeUndefined()
   await nix.gc()
-  expect(await nix.isValid(event.built[0]!)).toBe(true)
+  expect(await nix.isValid(event.built![0]!)).toBe(true)
   w.send({ release: true })
   await w.exit
 })
@@ -55,32 +55,32 @@ it('holds the output of legacy nix-build', async () => {
 it.skipIf(nixVersions().client.legacy)('holds both outputs of a two-output derivation, each once, in the order nix build reports them', async () => {
   const n = unique('multi')
   const w = startWrapper(['--', 'nix', 'build', '-f', join(FIXTURES, 'multi.nix'), '--argstr', 'n', n, 'out', 'lib'], nix.env)
-  const event = (await w.next()) as { built: string[]; outputs: Array<{ outputs: Record<string, string> }> }
+  const event = await w.next()
   expect(event.built).toHaveLength(2)
-  const reported = event.outputs.flatMap((d) => Object.values(d.outputs))
+  const reported = event.outputs!.flatMap((d) => Object.values(d.outputs))
   expect(event.built).toEqual(reported)
   expect(event.built).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`-multi-${n}$`)), expect.stringMatching(new RegExp(`-multi-${n}-lib$`))]))
   await nix.gc()
-  for (const p of event.built) expect(await nix.isValid(p)).toBe(true)
+  for (const p of event.built!) expect(await nix.isValid(p)).toBe(true)
   w.send({ release: true })
   await w.exit
   await nix.gc()
-  for (const p of event.built) expect(await nix.isValid(p)).toBe(false)
+  for (const p of event.built!) expect(await nix.isValid(p)).toBe(false)
 })
 
 it('reports a failing build as an error of kind build and exits with the build command\'s code', async () => {
   const command = demoCommand(unique('fail'), 'fail.nix')
   const w = startWrapper(['--', ...command], nix.env)
-  const event = (await w.next()) as { error: { kind: string; exitCode: number; message: string } }
-  expect(event.error.kind).toBe('build')
-  expect(event.error.exitCode).toBe(failedBuildCode(command))
+  const event = await w.next()
+  expect(event.error?.kind).toBe('build')
+  expect(event.error?.exitCode).toBe(failedBuildCode(command))
   // what the user ran, then Nix's own words: which builder failed, and its log
   const ran = command[0] === 'nix' ? 'nix build' : 'nix-build'
-  expect(event.error.message).toMatch(new RegExp(`^${ran} failed \\(exit code ${failedBuildCode(command)}\\): `))
+  expect(event.error?.message).toMatch(new RegExp(`^${ran} failed \\(exit code ${failedBuildCode(command)}\\): `))
   // Nix up to 2.33 says "builder for '…drv' failed with exit code 3"; 2.34 on, "Cannot build
   // '…drv'. Reason: builder failed with exit code 3."
-  expect(event.error.message).toMatch(/builder for '[^']*-fail-[^']*\.drv' failed with exit code 3|Cannot build '[^']*-fail-[^']*\.drv'\.\s+Reason: builder failed with exit code 3/)
-  expect(event.error.message).toContain('failing on purpose')
+  expect(event.error?.message).toMatch(/builder for '[^']*-fail-[^']*\.drv' failed with exit code 3|Cannot build '[^']*-fail-[^']*\.drv'\.\s+Reason: builder failed with exit code 3/)
+  expect(event.error?.message).toContain('failing on purpose')
   expect((await w.exit).code).toBe(failedBuildCode(command))
   expect(w.stderr()).toMatch(/builder for '[^']*-fail-[^']*\.drv' failed|Cannot build '[^']*-fail-[^']*\.drv'/) // Nix's own output passes through
   // and nix-hold's own line, last, says what failed without printing Nix's lines again
@@ -101,10 +101,10 @@ it("passes the build's output through to its own stderr while the build runs", a
 
 it('answers garbage on the channel with protocol errors and keeps holding', async () => {
   const w = startWrapper(['--', ...demo(unique('garbage'))], nix.env)
-  const { built } = (await w.next()) as { built: string[] }
+  const built = (await w.next()).built!
   const bad = ['not json', '[1,2]', '"release"', '{"release":false}', '{"release":true,"extra":1}', '{"hello":1}', 'null']
   for (const line of bad) w.send(line)
-  for (const _ of bad) expect(((await w.next()) as { error: { kind: string } }).error.kind).toBe('protocol')
+  for (const _ of bad) expect((await w.next()).error?.kind).toBe('protocol')
   await nix.gc()
   expect(await nix.isValid(built[0]!)).toBe(true)
   w.send({ release: true })
@@ -140,7 +140,7 @@ printf '%s\\n' "$out"
 `,
   })
   const w = startWrapper(['--', ...demo(unique('deleted'))], env)
-  const { built } = (await w.next()) as { built: string[] }
+  const built = (await w.next()).built!
   expect(w.stderr()).toContain('building again')
   expect(await nix.isValid(built[0]!)).toBe(true)
   await nix.gc()
@@ -152,7 +152,7 @@ printf '%s\\n' "$out"
 it('holds in a local store (no daemon) through a nix-daemon --stdio child', async () => {
   const env = { ...nix.env, NIX_REMOTE: 'local' }
   const w = startWrapper(['--', ...demo(unique('local'))], env)
-  const { built } = (await w.next()) as { built: string[] }
+  const built = (await w.next()).built!
   await nix.gc()
   expect(await nix.isValid(built[0]!)).toBe(true)
   w.send({ release: true })
@@ -163,7 +163,7 @@ it('holds in a local store (no daemon) through a nix-daemon --stdio child', asyn
 
 it('takes one socket named as both --command-fd and --status-fd', async () => {
   const w = startWrapper(['--command-fd', '3', '--status-fd', '3', '--', ...demo(unique('samefd'))], nix.env, 'raw')
-  const { built } = (await w.next()) as { built: string[] }
+  const built = (await w.next()).built!
   expect(built).toHaveLength(1)
   w.send({ release: true })
   expect(await w.next()).toEqual({ released: true })
@@ -172,7 +172,7 @@ it('takes one socket named as both --command-fd and --status-fd', async () => {
 
 it.runIf(nixVersions().client.legacy)('says to wrap nix-build when this Nix\'s nix build cannot report its outputs (Nix 2.3)', async () => {
   const w = startWrapper(['--', 'nix', 'build', '-f', join(FIXTURES, 'demo.nix'), '--argstr', 'n', unique('old-nix-build')], nix.env)
-  const event = (await w.next()) as { error: { kind: string; message: string } }
+  const event = await w.next()
   expect(event.error).toMatchObject({ kind: 'usage', message: expect.stringMatching(/^Nix 2\.3's "nix build" cannot report what it built .*wrap nix-build instead/) })
   expect((await w.exit).code).toBe(2)
 })
@@ -197,6 +197,8 @@ it.each<[Mode, RegExp]>([
   const w = startWrapper(['--', ...demo(unique(`left-early-${mode}`))], nix.env, mode)
   w.end()
   expect((await w.exit).code).toBe(4)
+  // the exit can be seen before the channel's last lines are read: only its end says none came
+  await w.ended
   expect(w.received).toEqual([])
   expect(w.stderr()).toMatch(/the caller closed the channel before anything was held: /)
   expect(w.stderr()).toMatch(why)

@@ -16,7 +16,7 @@ const demo = (n: string) => demoCommand(n)
 describe('faults', () => {
   it('leaves no root when the wrapper itself is SIGKILLed', async () => {
     const w = startWrapper(['--', ...demo(unique('killed'))], nix.env)
-    const { built } = (await w.next()) as { built: string[] }
+    const built = (await w.next()).built!
     // the build's own worker may still be winding down: wait until only ours holds the output
     expect(await eventually(() => nix.holdersOf(built[0]!).length === 1, 5000)).toBe(true)
     const [worker] = nix.holdersOf(built[0]!)
@@ -58,7 +58,9 @@ describe('faults', () => {
     // the request is being served once the worker has rooted the first of its paths
     expect(await eventually(() => nix.holdersOf(many[0]!).includes(worker!), 10_000)).toBe(true)
     process.kill(worker!, 'SIGKILL')
-    const answered = w.received.length > 1 // the whole request was served before the kill landed
+    // the whole request was served before the kill landed: its answer has already come (lines are
+    // recorded as they arrive), so this is read now, before the next() below waits for it
+    const answered = w.received.length > 1
     expect(await w.next()).toEqual({ kept: many })
     await nix.gc()
     expect(await nix.isValid(a!)).toBe(true)
@@ -77,7 +79,7 @@ describe('faults', () => {
     writeFileSync(dir, 'not a directory\n') // a new worker cannot open the store: it needs that directory
     try {
       const w = startWrapper(['--keep', a!, b!], nix.env)
-      const event = (await w.next()) as { error: { kind: string; message: string } }
+      const event = await w.next()
       expect(event.error).toMatchObject({ kind: 'store', message: expect.stringMatching(/(closed|dropped) the connection.* before the handshake|temproots' is not a directory/) }) // 2.3 handshakes first, then says why
       expect((await w.exit).code).toBe(3)
     } finally {
@@ -117,7 +119,7 @@ exit 0
 `,
     })
     const w = startWrapper(['--', ...demo(unique('lostduringbuild'))], env)
-    const { built } = (await w.next()) as { built: string[] }
+    const built = (await w.next()).built!
     await nix.gc()
     expect(await nix.isValid(built[0]!)).toBe(true)
     w.send({ release: true })
@@ -130,7 +132,7 @@ exit 0
     const env = withShims(nix.root, nix.env, { [stepsOf(demo('x')).first]: `#!/bin/sh\nexec /bin/sleep 600 ${marker}\n` })
     const socket = join(nix.root, marker, 'no-daemon-here')
     const w = startWrapper(['--store', `unix://${socket}`, '--', ...demo(marker)], env)
-    const event = (await w.next()) as { error: { kind: string; message: string } }
+    const event = await w.next()
     expect(event.error).toMatchObject({ kind: 'store', message: expect.stringContaining(socket) })
     expect((await w.exit).code).toBe(3)
     expect(await eventually(() => processesWith((arg) => arg === marker).length === 0, 10_000)).toBe(true)
@@ -157,7 +159,7 @@ describe('signals', () => {
     const script = `/bin/sleep 60; echo ${marker}`
     expect(await eventually(() => processesWith((arg) => arg === script).length > 0, 20_000)).toBe(true)
     w.child.kill(signal)
-    const event = (await w.next()) as { error: { kind: string; message: string; exitCode: number } }
+    const event = await w.next()
     const code = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 }[signal]
     expect(event.error).toEqual({ kind: 'build', message: `stopped by ${signal} before the build finished`, exitCode: code })
     expect((await w.exit).code).toBe(code)

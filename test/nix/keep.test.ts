@@ -30,9 +30,9 @@ it('refuses --keep of a path that is not valid, with a usage error, exit 2 and n
   const a = await fresh()
   const missing = a.replace(/-keep-/, '-gone-')
   const w = startWrapper(['--keep', a, missing, '/etc/passwd'], nix.env)
-  const event = (await w.next()) as { error: { kind: string; message: string } }
-  expect(event.error.kind).toBe('usage')
-  expect(event.error.message).toContain('/etc/passwd')
+  const event = await w.next()
+  expect(event.error?.kind).toBe('usage')
+  expect(event.error?.message).toContain('/etc/passwd')
   expect((await w.exit).code).toBe(2)
   await nix.gc()
   expect(await nix.isValid(a)).toBe(false)
@@ -45,11 +45,11 @@ it('adds paths to a hold with {"keep"} and refuses a request with an invalid pat
 
   const missing = b.replace(/-keep-/, '-gone-')
   w.send({ keep: [c, missing] })
-  const refused = (await w.next()) as { error: { kind: string; message: string } }
+  const refused = await w.next()
   expect(refused.error).toMatchObject({ kind: 'protocol', message: expect.stringContaining(missing) })
   for (const bad of ['/etc/passwd', `${nix.storeDir}/../etc`, 'a\u0000b', '']) {
     w.send({ keep: [bad] })
-    expect(((await w.next()) as { error: { kind: string } }).error.kind).toBe('protocol')
+    expect((await w.next()).error?.kind).toBe('protocol')
   }
 
   w.send({ keep: [b] })
@@ -65,7 +65,7 @@ it('adds paths with {"keep"} to a hold made by a build', async () => {
   const extra = await fresh()
   const { FIXTURES } = await import('../helpers/nix.js')
   const w = startWrapper(['--', 'nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', unique('keep-build')], nix.env)
-  const { built } = (await w.next()) as { built: string[] }
+  const built = (await w.next()).built!
   w.send({ keep: [extra] })
   expect(await w.next()).toEqual({ kept: [extra] })
   await nix.gc()

@@ -21,7 +21,7 @@ it('loses no path while a GC loop runs during many concurrent builds', async () 
   const wrappers = Array.from({ length: WRAPPERS }, (_, i) =>
     startWrapper(['--', ...demoCommand(unique(`race-${i}`))], nix.env),
   )
-  const built = await Promise.all(wrappers.map(async (w) => ((await w.next()) as { built: string[] }).built[0]!))
+  const built = await Promise.all(wrappers.map(async (w) => (await w.next()).built![0]!))
   // every path reported was valid and rooted when reported: collections since then took none
   const before = collections
   while (collections < before + 2) await new Promise((r) => setImmediate(r))

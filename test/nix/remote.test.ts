@@ -67,7 +67,7 @@ describe('remote stores', () => {
 
   it('builds on a host with --store ssh-ng://host, and holds the outputs there over ssh alone', async () => {
     const w = startWrapper(['--store', store(4), '--', ...demoCommand(unique('remote-build'))], remote.env)
-    const { built } = (await w.next()) as { built: string[] }
+    const built = (await w.next()).built!
     expect(built).toHaveLength(1)
     const host = remote.ssh.hosts[4]!
     // nix-hold's one connection is the ssh one: what keeps the output is the host's temp root

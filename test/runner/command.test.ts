@@ -41,6 +41,16 @@ describe('prepareBuild', () => {
     expect(prepareBuild(['nix-build', '--option', 'store', 'daemon', 'x.nix']).store).toBe('daemon')
   })
 
+  it('reads nix-build\'s store as nix-build does: -E takes no value, so a --store after it is still the store', () => {
+    // the expression is a later word: -E only says the words are expressions
+    expect(prepareBuild(['nix-build', '-E', '--store', 'unix:///s', '(import ./x.nix)']).store).toBe('unix:///s')
+    expect(prepareBuild(['nix-build', '--expr', '--option', 'store', 'daemon', 'x']).store).toBe('daemon')
+    expect(prepareBuild(['nix-build', '-E', 'x', '--store', 'unix:///s']).store).toBe('unix:///s')
+    // a value that looks like --store is a value
+    expect(prepareBuild(['nix-build', '-A', '--store', 'x.nix']).store).toBeUndefined()
+    expect(() => prepareBuild(['nix-build', '-E', '--store', 'unix:///s', 'x'], 'daemon')).toThrow(expect.objectContaining({ kind: 'usage', message: expect.stringMatching(/disagrees/) }))
+  })
+
   it('passes nix-hold\'s own --store on to the build so that both use one store', () => {
     const p = prepareBuild(['nix', 'build', '.#a'], 'unix:///s')
     expect(p.store).toBe('unix:///s')

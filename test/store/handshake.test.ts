@@ -2,7 +2,7 @@
 // cannot play (1.35 trust status, 1.38 features) and for broken daemons.
 
 import { afterEach, describe, expect, it } from 'vitest'
-import { holdPaths } from '../../src/hold.js'
+import { holdPaths } from '../../src/hold/start.js'
 import { collectorWait, hasRaceFix } from '../../src/store/collector.js'
 import { DaemonConnection } from '../../src/store/daemon.js'
 import { cat, hex, str, strs, word } from '../helpers/bytes.js'

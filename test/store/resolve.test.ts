@@ -72,7 +72,7 @@ describe('resolveStore', () => {
     expect(resolveStore('ssh-ng://root@h1:2200', env)).toMatchObject({ type: 'ssh', store: { host: 'h1', user: 'root', port: 2200 } })
     expect(resolveStore('ssh-ng://h1', env).stateDir).toBeUndefined() // its collector cannot be watched from here
     expect(resolveStore('ssh://h1', env)).toMatchObject({ type: 'ssh', store: { remoteCommand: 'nix-daemon --stdio' } })
-    expect(() => resolveStore('ssh-ng://-oProxyCommand=x', env)).toThrow(expect.objectContaining({ kind: 'protocol' }))
+    expect(() => resolveStore('ssh-ng://-oProxyCommand=x', env)).toThrow(expect.objectContaining({ kind: 'usage' }))
   })
 
   it.each(['https://cache.nixos.org', 'file:///tmp/cache', 's3://bucket'])('refuses %s, which keeps no temp roots', (uri) => {

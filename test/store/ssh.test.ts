@@ -10,7 +10,7 @@ const refused = (uri: string) => {
   try {
     parseSshStore(uri)
   } catch (err) {
-    return isHoldError(err) && err.kind === 'protocol'
+    return isHoldError(err) && err.kind === 'usage'
   }
   return false
 }
@@ -53,7 +53,7 @@ describe('parseSshStore', () => {
     ["ssh-ng://host?remote-store=x%5C'%3Breboot%3B%23", 'remote-store must be a local store'],
     ['ssh-ng://host?base64-ssh-public-host-key=AAAA', 'known_hosts'],
   ])('refuses %j with a protocol error', (uri, why) => {
-    expect(() => parseSshStore(uri)).toThrow(expect.objectContaining({ kind: 'protocol', message: expect.stringContaining(why) }))
+    expect(() => parseSshStore(uri)).toThrow(expect.objectContaining({ kind: 'usage', message: expect.stringContaining(why) }))
   })
 
   it('refuses every URL whose host or user starts with "-" or holds whitespace or control characters', () => {

@@ -33,7 +33,7 @@ describe('faults', () => {
 
   it('reports a build command that is not on PATH as a build error', async () => {
     const w = startWrapper(['--', 'nix-build', 'x.nix'], { ...nix.env, PATH: '/nonexistent' })
-    const event = (await w.next()) as { error: { kind: string; message: string; exitCode: number } }
+    const event = await w.next()
     // nix-build is run as nix-instantiate and nix-store --realise, and the message says so
     expect(event.error).toMatchObject({ kind: 'build', message: expect.stringMatching(/cannot run nix-instantiate.*ENOENT.*runs nix-build as nix-instantiate/), exitCode: 127 })
     expect((await w.exit).code).toBe(127)
@@ -43,7 +43,7 @@ describe('faults', () => {
 describe('signals', () => {
   it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('%s while holding releases, says so, and exits 0', async (signal) => {
     const w = startWrapper(['--', ...demo(unique(signal))], nix.env)
-    const { built } = (await w.next()) as { built: string[] }
+    const built = (await w.next()).built!
     w.child.kill(signal)
     expect(await w.next()).toEqual({ released: true })
     expect((await w.exit).code).toBe(0)
@@ -53,7 +53,7 @@ describe('signals', () => {
 
   it('--max-hold releases on its own with {"expired":true}', async () => {
     const w = startWrapper(['--max-hold', '0.5', '--', ...demo(unique('expire'))], nix.env)
-    const { built } = (await w.next()) as { built: string[] }
+    const built = (await w.next()).built!
     expect(await w.next()).toEqual({ expired: true })
     expect((await w.exit).code).toBe(0)
     await nix.gc()

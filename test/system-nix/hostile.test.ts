@@ -74,7 +74,7 @@ describe('a daemon that misbehaves', () => {
     const d = fakeDaemon(script)
     try {
       const w = startWrapper(['--store', `unix://${d.path}`, '--keep', P], { ...nix.env, NIX_STORE_DIR: '/nix/store' })
-      const event = (await w.next()) as { error: { kind: string; message: string } }
+      const event = await w.next()
       return { event, code: (await w.exit).code }
     } finally {
       d.close()

@@ -17,7 +17,7 @@ it('exits 2, every time, for --keep of a path outside the store when the caller 
 it('holds 10,000 paths given on the command line', async () => {
   const paths = await nix.addFiles(unique('many'), 10_000) // nothing collects in this file meanwhile
   const w = startWrapper(['--keep', ...paths], nix.env)
-  const event = (await w.next()) as { kept: string[] }
+  const event = await w.next()
   expect(event.kept).toEqual(paths)
   await nix.gc()
   expect(await nix.isValid(paths[0]!)).toBe(true)

@@ -10,7 +10,7 @@
 // short flags are split (`-Kj4` is `-K -j 4`), every setting is also a flag (`--sandbox`,
 // `--max-silent-time N`), and anything not starting with a dash is an expression file. How many
 // values a flag takes decides which words are files, so a flag missing from the table below is
-// looked up in the user's own Nix (see `legacy.ts`) rather than guessed.
+// looked up in the user's own Nix (see `nix-build.ts`) rather than guessed.
 
 import { HoldError } from '../errors.js'
 
@@ -63,14 +63,16 @@ function spread(names: readonly string[], route: Route, values: number): Record<
 type Word = { readonly to: 'eval' | 'build' | 'both'; readonly text: string } | { readonly to: 'target'; readonly text: string }
 
 /** nix-build's arguments as read: refused options have thrown, unknown ones were asked about. */
-export interface LegacyScan {
+export interface NixBuildScan {
   readonly words: readonly Word[]
   /** `-E` was given: every target is an expression. */
   readonly expressions: boolean
+  /** The store named by `--store S` or `--option store S`, if any. */
+  readonly store: string | undefined
 }
 
 /** nix-build's work as the two commands that do it. */
-export interface LegacySplit {
+export interface NixBuildSplit {
   /** Arguments for nix-instantiate, or undefined when every target is a store derivation already. */
   readonly instantiate: readonly string[] | undefined
   /** Options for nix-store --realise (no paths). */
@@ -84,10 +86,11 @@ export interface LegacySplit {
  * it is asked about every such option, so a first pass with `() => 0` lists what to look up.
  * Throws a HoldError of kind `usage` for an option nix-hold cannot honour.
  */
-export function scanLegacyArgs(args: readonly string[], arityOf: (option: string) => Arity): LegacyScan {
+export function scanNixBuildArgs(args: readonly string[], arityOf: (option: string) => Arity): NixBuildScan {
   const words: Word[] = []
   const rest = [...args]
   let expressions = false
+  let store: string | undefined
   let dashDash = false
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i]!
@@ -121,10 +124,12 @@ export function scanLegacyArgs(args: readonly string[], arityOf: (option: string
     if (route === 'drop') continue
     if (route === 'impure' && arityOf(arg) === 'unrecognised') continue
     if (route === 'expressions') expressions = true
+    if (arg === '--store') store = values[0]
+    if (arg === '--option' && values[0] === 'store') store = values[1]
     const to = route === 'build' || route === 'both' ? route : 'eval'
     for (const text of [arg, ...values]) words.push({ to, text })
   }
-  return { words, expressions }
+  return { words, expressions, store }
 }
 
 function compound(arg: string): string[] {
@@ -144,7 +149,7 @@ function compound(arg: string): string[] {
  * target names a store derivation (a .drv path, or a link to one), and gives it as nix-build
  * would build it; anything else is an expression file for nix-instantiate.
  */
-export function splitLegacy(scan: LegacyScan, derivationOf: (target: string) => string | undefined): LegacySplit {
+export function splitNixBuild(scan: NixBuildScan, derivationOf: (target: string) => string | undefined): NixBuildSplit {
   const instantiate: string[] = []
   const realise: string[] = []
   const derivations: string[] = []

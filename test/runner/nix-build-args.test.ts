@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { type Arity, scanLegacyArgs, splitLegacy } from '../../src/runner/legacy-args.js'
+import { type Arity, scanNixBuildArgs, splitNixBuild } from '../../src/runner/nix-build-args.js'
 
 const DRV = '/nix/store/00000000000000000000000000000000-x.drv'
 
-// Splits as runLegacyBuild does, with arities and derivations supplied by the test.
+// Splits as runNixBuild does, with arities and derivations supplied by the test.
 function split(args: string[], arities: Record<string, Arity> = {}, derivations: Record<string, string> = {}) {
-  const scan = scanLegacyArgs(args, (option) => arities[option] ?? 0)
-  return splitLegacy(scan, (target) => derivations[target])
+  const scan = scanNixBuildArgs(args, (option) => arities[option] ?? 0)
+  return splitNixBuild(scan, (target) => derivations[target])
 }
 
 describe('splitting nix-build between nix-instantiate and nix-store --realise', () => {
@@ -42,7 +42,7 @@ describe('splitting nix-build between nix-instantiate and nix-store --realise', 
 
   it('asks about each unknown option once it is reached as an option, never about a value', () => {
     const asked: string[] = []
-    scanLegacyArgs(['--argstr', 'n', '--not-an-option', '--weird', 'v', '-Zq', 'x.nix'], (option) => {
+    scanNixBuildArgs(['--argstr', 'n', '--not-an-option', '--weird', 'v', '-Zq', 'x.nix'], (option) => {
       asked.push(option)
       return option === '--weird' ? 1 : 0
     })

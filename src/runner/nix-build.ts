@@ -1,4 +1,4 @@
-// nix-build, run as nix-instantiate and then nix-store --realise (legacy-args.ts says why), with
+// nix-build, run as nix-instantiate and then nix-store --realise (nix-build-args.ts says why), with
 // the derivations rooted on nix-hold's connection in between: once nix-instantiate exits nothing
 // else holds them, and a collection in that gap would leave nix-store nothing to build.
 
@@ -8,22 +8,21 @@ import { execa } from 'execa'
 import { HoldError } from '../errors.js'
 import { storeDirFromEnv, storePathProblem } from '../store/path.js'
 import type { BuildCommand } from './command.js'
-import { type Arity, scanLegacyArgs, splitLegacy } from './legacy-args.js'
-import type { RunOptions } from './run.js'
-import { cannotRun, runStep } from './step.js'
+import { type Arity, scanNixBuildArgs, splitNixBuild } from './nix-build-args.js'
+import { cannotRun, runStep, type RunOptions } from './step.js'
 
 /** How often an evaluation is run again when a collection takes its derivations before they are rooted. */
 const EVALUATION_ATTEMPTS = 3
 
 /** Runs nix-build's work and returns the output paths nix-build would have printed, in its order. */
-export async function runLegacyBuild(command: BuildCommand, options: RunOptions): Promise<string[]> {
+export async function runNixBuild(command: BuildCommand, options: RunOptions): Promise<string[]> {
   // nix-build's siblings: the same directory when it was named by path, else PATH, as for it
   const sibling = (name: string): string => (command.file.includes('/') ? join(dirname(command.file), name) : name)
   const instantiate = sibling('nix-instantiate')
   const arities = await lookUpArities(instantiate, command.args, options)
-  const scan = scanLegacyArgs(command.args, (option) => arities.get(option) ?? 0)
+  const scan = scanNixBuildArgs(command.args, (option) => arities.get(option) ?? 0)
   const storeDir = storeDirFromEnv(options.env)
-  const split = splitLegacy(scan, (target) => derivationOf(target, storeDir))
+  const split = splitNixBuild(scan, (target) => derivationOf(target, storeDir))
 
   let targets: string[] = [...split.derivations]
   if (split.instantiate !== undefined) {
@@ -64,7 +63,7 @@ const SIBLINGS = 'nix-hold runs nix-build as nix-instantiate and nix-store --rea
  */
 async function lookUpArities(instantiate: string, args: readonly string[], options: RunOptions): Promise<Map<string, Arity>> {
   const unknown = new Set<string>()
-  scanLegacyArgs(args, (option) => {
+  scanNixBuildArgs(args, (option) => {
     unknown.add(option)
     return 0
   })

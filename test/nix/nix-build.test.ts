@@ -1,5 +1,5 @@
 // nix-build under nix-hold runs as nix-instantiate and nix-store --realise, so that it leaves no
-// root behind (src/runner/legacy-args.ts). These check that it still builds and reports what
+// root behind (src/runner/nix-build-args.ts). These check that it still builds and reports what
 // nix-build would, and that the derivations are held in the gap between the two.
 
 import { readdirSync, symlinkSync, writeFileSync } from 'node:fs'
@@ -21,7 +21,7 @@ async function nixBuildPrints(args: string[]): Promise<string[]> {
 
 async function holdOnce(args: string[], env = nix.env): Promise<{ built: string[]; stderr: string }> {
   const w = startWrapper(['--', 'nix-build', ...args], env)
-  const event = (await w.next()) as { built?: string[] }
+  const event = await w.next()
   expect(event).toHaveProperty('built')
   // held: a collection now leaves every output
   await nix.gc()
@@ -141,7 +141,7 @@ it.each([
   const w = startWrapper(['--', 'nix-build', ...a], nix.env)
   const message = expect.stringMatching(new RegExp(`^nix-build failed \\(exit code ${reference.exitCode}\\): `))
   expect(await w.next()).toEqual({ error: { kind: 'build', message, exitCode: reference.exitCode } })
-  expect((w.received[0] as { error: { message: string } }).error.message).toMatch(said(n))
+  expect(w.received[0]?.error?.message).toMatch(said(n))
   expect((await w.exit).code).toBe(reference.exitCode)
 })
 
