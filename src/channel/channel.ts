@@ -62,7 +62,8 @@ export class Channel {
   readonly #encoder: Transform = ndjson.stringify()
   // a burst can bring 100,000 lines at once
   readonly #queue = new Queue<Incoming>()
-  #waiter: (() => void) | undefined
+  // callers of next() waiting for a line or the end; each is woken, and takes one if one is left
+  readonly #waiters = new Set<() => void>()
   #ended = false
   #dropped = 0
   readonly #hangup: Promise<void>
@@ -144,15 +145,13 @@ export class Channel {
       // the abort listener is removed after each wait: left on a long-lived signal, one per call
       // would pile up for as long as the hold lasts
       await new Promise<void>((resolve) => {
-        const onAbort = () => {
-          this.#waiter = undefined
+        const wake = () => {
+          this.#waiters.delete(wake)
+          signal?.removeEventListener('abort', wake)
           resolve()
         }
-        signal?.addEventListener('abort', onAbort, { once: true })
-        this.#waiter = () => {
-          signal?.removeEventListener('abort', onAbort)
-          resolve()
-        }
+        signal?.addEventListener('abort', wake, { once: true })
+        this.#waiters.add(wake)
       })
     }
     const item = this.#queue.shift()
@@ -210,8 +209,6 @@ export class Channel {
   }
 
   #wake(): void {
-    const w = this.#waiter
-    this.#waiter = undefined
-    w?.()
+    for (const wake of [...this.#waiters]) wake()
   }
 }

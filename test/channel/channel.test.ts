@@ -51,6 +51,27 @@ describe('Channel', () => {
     expect(got).toEqual([expect.stringMatching(/invalid: a line longer than 1048576 bytes/), 'release'])
   })
 
+  it('gives each of several waiting callers a line of its own, and the end to all of them', async () => {
+    const { input, ch } = channel()
+    // all three wait before anything arrives
+    const waiting = [ch.next(), ch.next(), ch.next()]
+    input.write('{"release":true}\n{"keep":["/nix/store/00000000000000000000000000000001-a"]}\n')
+    input.end()
+    const got = await Promise.all(waiting)
+    expect(got.filter((g) => g !== undefined).map((g) => (g!.type === 'request' ? g!.request.type : 'invalid')).sort()).toEqual(['keep', 'release'])
+    expect(got.filter((g) => g === undefined)).toHaveLength(1)
+  })
+
+  it('stops waiting for a caller whose signal aborts, and leaves the line for the next', async () => {
+    const { input, ch } = channel()
+    const stop = new AbortController()
+    const first = ch.next(stop.signal)
+    stop.abort()
+    expect(await first).toBeUndefined()
+    input.end('{"release":true}\n')
+    expect(kinds(await drain(ch))).toEqual(['release'])
+  })
+
   it('ends after EOF once every line before it was taken', async () => {
     const { input, ch } = channel()
     input.end()
