@@ -4,6 +4,7 @@
 
 import type { Channel } from './channel/channel.js'
 import { errorEvent, type ChannelRequest } from './channel/messages.js'
+import { deadline } from './deadline.js'
 import { HoldError, isHoldError } from './errors.js'
 import type { Hold } from './hold/types.js'
 
@@ -23,7 +24,16 @@ export interface ServeOptions {
  * unreachable host holds up no other (an answer names its store).
  */
 export async function serve(channel: Channel, hold: Hold, { stopped, maxHoldMs }: ServeOptions): Promise<Ending> {
-  const end = AbortSignal.any(maxHoldMs === undefined ? [stopped] : [stopped, AbortSignal.timeout(maxHoldMs)])
+  const expiry = maxHoldMs === undefined ? undefined : deadline(maxHoldMs)
+  try {
+    return await answerUntilEnd(channel, hold, stopped, expiry?.signal)
+  } finally {
+    expiry?.clear()
+  }
+}
+
+async function answerUntilEnd(channel: Channel, hold: Hold, stopped: AbortSignal, expiry: AbortSignal | undefined): Promise<Ending> {
+  const end = expiry ? AbortSignal.any([stopped, expiry]) : stopped
   const queues = new Map<string, Promise<void>>()
   let over = false
   const answer = async (request: Extract<ChannelRequest, { type: 'keep' | 'expect' }>): Promise<void> => {

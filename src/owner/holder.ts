@@ -3,6 +3,7 @@
 
 import { closeSync, constants, openSync, readdirSync, readFileSync, writeSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
+import { deadline } from '../deadline.js'
 import { HoldError, isHoldError } from '../errors.js'
 import { openRoots } from '../hold/active.js'
 import type { StoreRoots } from '../hold/types.js'
@@ -134,7 +135,15 @@ export class Holder {
   }
 
   async #serve(line: LineSocket): Promise<void> {
-    const handshake = AbortSignal.any([AbortSignal.timeout(this.#limits.handshakeMs), this.#stopped.signal])
+    const limit = deadline(this.#limits.handshakeMs)
+    try {
+      await this.#handshakeAndTake(line, AbortSignal.any([limit.signal, this.#stopped.signal]))
+    } finally {
+      limit.clear()
+    }
+  }
+
+  async #handshakeAndTake(line: LineSocket, handshake: AbortSignal): Promise<void> {
     const mine = newNonce()
     line.send({ nonce: mine })
     const hello = await line.next(handshake)

@@ -3,6 +3,7 @@
 
 import { spawn } from 'node:child_process'
 import { createConnection, type Socket } from 'node:net'
+import { deadline } from '../deadline.js'
 import { HoldError, type HoldErrorKind } from '../errors.js'
 import { field, isNonce, LineSocket, newNonce, proofOf, proves, socketName, type HandOver } from './handover.js'
 import { ownerSecret, type ProcessId } from './process.js'
@@ -56,9 +57,9 @@ async function startHolder(command: readonly string[], owner: ProcessId): Promis
 
 async function exchange(socket: Socket, secret: Buffer, owner: ProcessId, handOver: HandOver, signal?: AbortSignal): Promise<readonly string[]> {
   const line = new LineSocket(socket, `the holder for process ${owner.pid}`)
-  const timeout = AbortSignal.timeout(HANDSHAKE_MS)
+  const timeout = deadline(HANDSHAKE_MS)
   try {
-    const handshake = AbortSignal.any([timeout, ...(signal ? [signal] : [])])
+    const handshake = AbortSignal.any([timeout.signal, ...(signal ? [signal] : [])])
     const theirs = field(await line.next(handshake), 'nonce')
     if (!isNonce(theirs)) throw new HoldError('store', `something that is not a nix-hold holder listens where the holder for process ${owner.pid} would`)
     const mine = newNonce()
@@ -76,9 +77,10 @@ async function exchange(socket: Socket, secret: Buffer, owner: ProcessId, handOv
     const error = field(reply, 'error')
     throw new HoldError((field(error, 'kind') as HoldErrorKind | undefined) ?? 'store', String(field(error, 'message') ?? 'the holder gave no answer'))
   } catch (err) {
-    if (err !== timeout.reason) throw err
+    if (err !== timeout.signal.reason) throw err
     throw new HoldError('store', `the process listening as the holder for process ${owner.pid} did not prove itself within ${HANDSHAKE_MS / 1000} s; nothing was handed over`)
   } finally {
+    timeout.clear()
     line.destroy()
   }
 }
