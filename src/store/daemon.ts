@@ -5,7 +5,8 @@ import { HoldError, isHoldError } from '../errors.js'
 import { checkMinor, GcAction, NEWEST_MINOR, OLDEST_MINOR, Op, Trust, WORKER_MAGIC_1, WORKER_MAGIC_2, majorOf, minorOf, protocolVersion } from './protocol.js'
 import { describeTarget, type DaemonTarget } from './resolve.js'
 import { Responses } from './responses.js'
-import { openTransport, type Transport } from './transport.js'
+import { openTransport } from './open-transport.js'
+import type { Transport } from './transport.js'
 import { WireWriter, type WireReader } from './wire.js'
 
 export interface ConnectOptions {

@@ -82,6 +82,8 @@ export class ReconnectingConnection {
       if (this.#gaveUp) throw this.#gaveUp
       const conn = this.#conn
       try {
+        // one already gone, its replacement not begun yet: nothing sent on it could be answered
+        if (!conn.isOpen) throw await conn.lost
         return await request(conn)
       } catch (err) {
         if (this.#stop.signal.aborted || conn.isOpen) throw err

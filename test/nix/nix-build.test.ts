@@ -47,6 +47,15 @@ it.each([
   expect(built).toEqual(await nixBuildPrints(a))
 })
 
+it('holds in the store a --store after -E names, not the one the environment names', async () => {
+  // -E takes no value (the expression is a later word), so --store S is the store here; the
+  // environment's store has no daemon, and rooting there would fail with "cannot connect"
+  const env = { ...nix.env, NIX_REMOTE: `unix://${nix.root}/no-daemon-here/socket` }
+  const { built } = await holdOnce(['-E', '--store', `unix://${nix.socketPath}`, `${multi(unique('expr-store'))}.lib`], env)
+  expect(built).toHaveLength(1)
+  expect(built[0]).toMatch(/-lib$/)
+})
+
 it('builds a store derivation named directly, through a link, and with an output', async () => {
   const n = unique('drv')
   const { stdout } = await execa('nix-instantiate', ['--no-gc-warning', join(FIXTURES, 'multi.nix'), '--argstr', 'n', n], { env: nix.env, extendEnv: false, stdin: 'ignore' })

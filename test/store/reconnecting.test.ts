@@ -1,0 +1,147 @@
+// The reconnecting connection on its own, over stand-in connections whose loss each test causes:
+// what a real daemon restart does to the roots is the integration tests' business (faults).
+
+import { describe, expect, it } from 'vitest'
+import { HoldError } from '../../src/errors.js'
+import type { DaemonConnection } from '../../src/store/daemon.js'
+import { ReconnectingConnection } from '../../src/store/reconnecting.js'
+
+/** A stand-in connection: lose() drops it as a dead daemon would. */
+function standIn(name: string) {
+  let markLost!: (err: HoldError) => void
+  const lost = new Promise<HoldError>((resolve) => (markLost = resolve))
+  let open = true
+  const conn = {
+    name,
+    lost,
+    get isOpen() {
+      return open
+    },
+    closed: false,
+    async close() {
+      conn.closed = true
+      if (open) (open = false), markLost(new HoldError('store', 'connection closed'))
+    },
+    lose() {
+      open = false
+      markLost(new HoldError('store', `${name} dropped the connection`))
+    },
+  }
+  return conn
+}
+type StandIn = ReturnType<typeof standIn>
+const asConn = (c: StandIn) => c as unknown as DaemonConnection
+const nameOf = (c: DaemonConnection) => (c as unknown as StandIn).name
+
+/** A gate a test opens when it chooses. */
+function gate() {
+  let open!: () => void
+  const opened = new Promise<void>((resolve) => (open = resolve))
+  return { opened, open }
+}
+
+describe('ReconnectingConnection', () => {
+  it('replaces a lost connection, readies the replacement first, and runs a request lost with it again there', async () => {
+    const first = standIn('first')
+    const second = standIn('second')
+    const log: string[] = []
+    const restored: string[] = []
+    const rc = new ReconnectingConnection(asConn(first), { open: async () => asConn(second), log: (m) => log.push(m), label: '' })
+    rc.retryUntilClosed(async (conn) => {
+      restored.push(nameOf(conn))
+      return () => log.push('afterwards')
+    })
+    const ran: string[] = []
+    const answer = await rc.use(async (conn) => {
+      ran.push(nameOf(conn))
+      if (conn === asConn(first)) {
+        first.lose()
+        throw new HoldError('store', 'first dropped the connection')
+      }
+      return 'answered'
+    })
+    expect(answer).toBe('answered')
+    expect(ran).toEqual(['first', 'second'])
+    expect(restored).toEqual(['second'])
+    expect(log).toEqual(['lost the daemon connection (first dropped the connection); reconnecting', 'afterwards'])
+    expect(nameOf(rc.current)).toBe('second')
+  })
+
+  it('reports nothing for a replacement readied after it was closed, and closes the replacement', async () => {
+    const first = standIn('first')
+    const second = standIn('second')
+    const restoring = gate()
+    const letRestoreFinish = gate()
+    const told: string[] = []
+    const rc = new ReconnectingConnection(asConn(first), { open: async () => asConn(second), label: '' })
+    rc.retryUntilClosed(async () => {
+      restoring.open()
+      await letRestoreFinish.opened
+      return () => told.push('lost paths reported')
+    })
+    first.lose()
+    await restoring.opened
+    // released while the replacement re-roots what was held
+    const closing = rc.close()
+    letRestoreFinish.open()
+    await closing
+    expect(told).toEqual([])
+    expect(second.closed).toBe(true)
+    await expect(rc.use(async () => 'x')).rejects.toThrow('connection closed')
+  })
+
+  it('gives up after as many failed attempts in a row as it was allowed, with the last reason', async () => {
+    const first = standIn('first')
+    let opens = 0
+    const log: string[] = []
+    const rc = new ReconnectingConnection(
+      asConn(first),
+      {
+        open: async () => {
+          opens++
+          throw new HoldError('store', 'no Nix daemon is listening there')
+        },
+        log: (m) => log.push(m),
+        label: ' to ssh-ng://host1',
+      },
+      { attempts: 3 },
+    )
+    first.lose()
+    await expect(rc.use(async () => 'x')).rejects.toThrow('lost the daemon connection to ssh-ng://host1 and could not reconnect in 3 attempts: no Nix daemon is listening there')
+    expect(opens).toBe(3)
+    // waits between attempts grow
+    expect(log.filter((m) => m.startsWith('reconnect'))).toEqual([
+      'reconnect to ssh-ng://host1 failed (no Nix daemon is listening there); retrying in 50 ms',
+      'reconnect to ssh-ng://host1 failed (no Nix daemon is listening there); retrying in 100 ms',
+    ])
+  })
+
+  it('keeps trying, once told to, until a replacement can be readied', async () => {
+    const first = standIn('first')
+    const replacements = [standIn('r1'), standIn('r2'), standIn('r3')]
+    let opened = 0
+    const rc = new ReconnectingConnection(asConn(first), { open: async () => asConn(replacements[opened++]!), label: '' }, { attempts: 1 })
+    // a restore that fails twice (a collection took the daemon's lock; the host stalled) is retried
+    rc.retryUntilClosed(async (conn) => {
+      if (nameOf(conn) !== 'r3') throw new HoldError('store', 'refused')
+    })
+    first.lose()
+    expect(await rc.use(async (conn) => nameOf(conn))).toBe('r3')
+    expect(replacements.map((r) => r.closed)).toEqual([true, true, false])
+  })
+
+  it('does not run a request again when it failed on a connection that is still open', async () => {
+    const first = standIn('first')
+    const rc = new ReconnectingConnection(asConn(first), { open: async () => asConn(standIn('second')), label: '' })
+    let runs = 0
+    await expect(
+      rc.use(async () => {
+        runs++
+        throw new HoldError('store', 'path is not valid')
+      }),
+    ).rejects.toThrow('path is not valid')
+    expect(runs).toBe(1)
+    await rc.close()
+    expect(first.closed).toBe(true)
+  })
+})
