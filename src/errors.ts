@@ -3,6 +3,7 @@
  *
  * - `build`: the wrapped build command failed or could not run; nothing is held.
  * - `protocol`: the caller sent something the channel protocol does not allow; any hold is unchanged.
+ *   Only the command's side of the channel (serve.ts) decides this: the library says `usage`.
  * - `store`: the Nix store could not be reached, spoke garbage, or refused a root.
  * - `usage`: the command line or the library call itself is wrong; nothing was built or held.
  */

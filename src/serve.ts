@@ -9,7 +9,7 @@ import { HoldError, isHoldError } from './errors.js'
 import type { Hold } from './hold/types.js'
 
 /** How a hold served on a channel ended. */
-export type Ending = 'released' | 'expired' | 'hangup'
+export type Ending = 'released' | 'expired' | 'ended'
 
 export interface ServeOptions {
   /** Ends the hold the way a release does (a signal to nix-hold). */
@@ -64,7 +64,7 @@ async function answerUntilEnd(channel: Channel, hold: Hold, stopped: AbortSignal
       // EOF or hang-up: the caller is gone or done, and there is no one left to tell
       over = true
       await hold.release()
-      return 'hangup'
+      return 'ended'
     }
     if (next.type === 'invalid') {
       channel.send(errorEvent(next.error))

@@ -113,7 +113,7 @@ describe('serve', () => {
     ;(await s.stand.call(2)).answer()
     expect(await s.next()).toEqual({ kept: [P(2)] })
     s.end()
-    expect(await s.ended).toBe('hangup')
+    expect(await s.ended).toBe('ended')
   })
 
   it('answers a fault that is no HoldError as a store error rather than dropping the hold', async () => {
@@ -175,7 +175,7 @@ describe('serve', () => {
     s.send({ keep: [P(1)] })
     const call = await s.stand.call(0)
     s.end()
-    expect(await s.ended).toBe('hangup')
+    expect(await s.ended).toBe('ended')
     expect(s.stand.releases).toBe(1)
     call.answer()
     expect(await s.rest()).toEqual([])

@@ -30,14 +30,31 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
   // build does not wait for the daemon's handshake. A connection that fails stops the build, and
   // its error is the one reported.
   const connectionFailed = new AbortController()
-  const connecting = connect(ctx).then(
-    (conn) => new ReconnectingConnection(conn, { open: (signal) => connect(ctx, signal), log: options.log, label: labelOf(ctx) }, { attempts: BUILD_ATTEMPTS, restore: (c) => c.addTempRoots([...rooted]) }),
-  )
-  connecting.catch((err: unknown) => connectionFailed.abort(err))
-  const signal = options.signal ? AbortSignal.any([options.signal, connectionFailed.signal]) : connectionFailed.signal
   // everything rooted so far (derivations before they are built, then outputs): a connection lost
   // while the build runs (a daemon restart) is replaced, and these are rooted there again
   const rooted = new Set<string>()
+  let building = true
+  const connecting = connect(ctx).then(
+    (conn) =>
+      new ReconnectingConnection(
+        conn,
+        {
+          // the caller's signal stops a reconnect while the build runs; once held, only release() does
+          open: (signal) => connect(ctx, building && options.signal ? AbortSignal.any([signal, options.signal]) : signal),
+          log: options.log,
+          label: labelOf(ctx),
+        },
+        {
+          attempts: BUILD_ATTEMPTS,
+          restore: async (c) => {
+            await c.addTempRoots([...rooted])
+            return () => options.log?.(`reconnected${labelOf(ctx)}; ${rooted.size} paths held again`)
+          },
+        },
+      ),
+  )
+  connecting.catch((err: unknown) => connectionFailed.abort(err))
+  const signal = options.signal ? AbortSignal.any([options.signal, connectionFailed.signal]) : connectionFailed.signal
   const root = async (paths: readonly string[]): Promise<string[]> => {
     const conn = await connecting
     for (const p of paths) rooted.add(p)
@@ -48,7 +65,10 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
     for (let attempt = 1; ; attempt++) {
       const built = await runBuild(prepared, { env: ctx.env, signal, root, log: options.log })
       const gone = await root(built.paths)
-      if (gone.length === 0) return new ActiveHold(new StoreHold(ctx, await connecting, built.paths), built.derivations)
+      if (gone.length === 0) {
+        building = false
+        return new ActiveHold(new StoreHold(ctx, await connecting, built.paths), built.derivations)
+      }
       if (attempt === BUILD_ATTEMPTS) {
         throw new HoldError('store', `garbage collection took ${gone.join(', ')} after each of ${BUILD_ATTEMPTS} builds`)
       }

@@ -28,12 +28,11 @@ const MAX_DELAY_MS = 2000
 /** One connection at a time, replaced when lost; `use` runs requests on whichever is current. */
 export class ReconnectingConnection {
   #conn: DaemonConnection
-  // settles when a lost connection has been replaced (or given up on); requests wait on it
-  #ready: Promise<void> = Promise.resolve()
+  // settles when the replacement under way has taken over or given up (with why); requests wait on it
+  #ready: Promise<HoldError | undefined> = Promise.resolve(undefined)
+  #replacing = false
   // a connection made to replace a lost one, until it has taken over
-  #replacing: DaemonConnection | undefined
-  // why replacing stopped for good: attempts ran out
-  #gaveUp: HoldError | undefined
+  #candidate: DaemonConnection | undefined
   #restore: Restore | undefined
   #attempts: number | undefined
   #closing: Promise<void> | undefined
@@ -41,8 +40,9 @@ export class ReconnectingConnection {
   readonly #stop = new AbortController()
 
   /**
-   * Takes over `conn`. Until `retryUntilClosed` is called, a lost connection is replaced at most
-   * `attempts` times in a row before requests fail with the last error.
+   * Takes over `conn`. Until `retryUntilClosed` is called (while a build runs, say), a lost
+   * connection is replaced only when a request needs it, `attempts` tries at most for each
+   * request, and a request lost with its connection runs again at most that often.
    */
   constructor(
     conn: DaemonConnection,
@@ -65,10 +65,14 @@ export class ReconnectingConnection {
     return this.#stop.signal
   }
 
-  /** From now on a lost connection is replaced however often it takes, each replacement readied by `restore`. */
+  /**
+   * From now on a lost connection is replaced as soon as it is lost, however often it takes, each
+   * replacement readied by `restore`: what it holds must not stay unheld until the next request.
+   */
   retryUntilClosed(restore: Restore): void {
     this.#attempts = undefined
     this.#restore = restore
+    if (!this.#conn.isOpen) void this.#conn.lost.then((why) => this.#startReplacing(why))
   }
 
   /**
@@ -76,10 +80,12 @@ export class ReconnectingConnection {
    * request did went with it: it runs again on the replacement, once that has taken over.
    */
   async use<T>(request: (conn: DaemonConnection) => Promise<T>): Promise<T> {
-    for (;;) {
+    for (let runs = 1; ; runs++) {
       this.#stop.signal.throwIfAborted()
-      await this.#ready
-      if (this.#gaveUp) throw this.#gaveUp
+      let gaveUp = await this.#ready
+      // lost while bounded: replaced now, with tries of this request's own (the daemon may be back)
+      if (!this.#conn.isOpen && this.#attempts !== undefined) gaveUp = await this.#startReplacing(await this.#conn.lost)
+      if (gaveUp) throw gaveUp
       const conn = this.#conn
       try {
         // one already gone, its replacement not begun yet: nothing sent on it could be answered
@@ -87,10 +93,10 @@ export class ReconnectingConnection {
         return await request(conn)
       } catch (err) {
         if (this.#stop.signal.aborted || conn.isOpen) throw err
-        // its watcher (subscribed before this request, so told first) is replacing it
+        if (this.#attempts !== undefined && runs >= this.#attempts) throw err
+        // lost while the request was out: its watcher (subscribed before this request, so told
+        // first) is replacing it, or the next turn of this loop does
         await conn.lost
-        await this.#ready
-        if (this.#conn === conn) throw this.#gaveUp ?? err
       }
     }
   }
@@ -105,7 +111,7 @@ export class ReconnectingConnection {
     this.#stop.abort(new HoldError('store', 'connection closed'))
     // a replacement still being readied may wait on the daemon (Nix 2.3 makes a root wait for a
     // running collection; a host may stall): closing it ends that wait
-    void this.#replacing?.close()
+    void this.#candidate?.close()
     await this.#ready
     await this.#conn.close()
   }
@@ -113,11 +119,21 @@ export class ReconnectingConnection {
   #watch(conn: DaemonConnection): void {
     void conn.lost.then((why) => {
       if (this.#stop.signal.aborted || conn !== this.#conn) return
-      this.#ready = this.#replace(why)
+      // while bounded (a build runs), the next request replaces it: the daemon may be back by then
+      if (this.#attempts === undefined) void this.#startReplacing(why)
     })
   }
 
-  async #replace(why: HoldError): Promise<void> {
+  #startReplacing(why: HoldError): Promise<HoldError | undefined> {
+    if (!this.#replacing) {
+      this.#replacing = true
+      this.#ready = this.#replace(why).finally(() => (this.#replacing = false))
+    }
+    return this.#ready
+  }
+
+  // Makes and readies a replacement; settles with why it gave up, if it did (bounded attempts).
+  async #replace(why: HoldError): Promise<HoldError | undefined> {
     const { log, label } = this.options
     tell(() => log?.(`lost the daemon connection${label} (${why.message}); reconnecting`))
     const signal = this.#stop.signal
@@ -126,20 +142,21 @@ export class ReconnectingConnection {
       let afterwards: (() => void) | void
       try {
         conn = await this.options.open(signal)
-        this.#replacing = conn
+        this.#candidate = conn
+        // closed while it opened: #close could not see it to close it
+        signal.throwIfAborted()
         afterwards = await this.#restore?.(conn, signal)
       } catch (err) {
         await conn?.close()
-        if (signal.aborted) return
+        if (signal.aborted) return undefined
         if (this.#attempts !== undefined && attempt >= this.#attempts) {
-          this.#gaveUp = new HoldError('store', `lost the daemon connection${label} and could not reconnect in ${attempt} attempts: ${(err as Error).message}`, { cause: err })
-          return
+          return new HoldError('store', `lost the daemon connection${label} and could not reconnect in ${attempt} attempts: ${(err as Error).message}`, { cause: err })
         }
         tell(() => log?.(`reconnect${label} failed (${(err as Error).message}); retrying in ${delay} ms`))
         await sleep(delay, undefined, { signal }).catch(() => undefined)
         continue
       } finally {
-        this.#replacing = undefined
+        this.#candidate = undefined
       }
       this.#conn = conn
       this.#watch(conn)
@@ -147,8 +164,9 @@ export class ReconnectingConnection {
       if (signal.aborted) return void (await conn.close())
       // the caller's own code comes last: a throw there must not undo the new connection
       if (afterwards) tell(afterwards)
-      return
+      return undefined
     }
+    return undefined
   }
 }
 

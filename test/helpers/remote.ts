@@ -9,7 +9,7 @@ import { execa } from 'execa'
 import { afterAll, beforeAll, expect } from 'vitest'
 import { unique, type NixInstance } from './nix.js'
 import { startSshHosts, type SshHosts } from './ssh-host.js'
-import { startWrapper, type Event, type Wrapper } from './wrapper.js'
+import { startWrapper, type WrapperEvent, type Wrapper } from './wrapper.js'
 
 export interface RemoteHosts {
   readonly ssh: SshHosts
@@ -25,7 +25,7 @@ export interface RemoteHosts {
 export const store = (i: number): string => `ssh-ng://host${i + 1}`
 
 /** The next `count` events, whatever order the stores answer in. */
-export async function events(w: Wrapper, count: number): Promise<Event[]> {
+export async function events(w: Wrapper, count: number): Promise<WrapperEvent[]> {
   const out = []
   for (let i = 0; i < count; i++) out.push(await w.next())
   return out

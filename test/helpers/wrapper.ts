@@ -20,7 +20,7 @@ export type Mode = 'fd' | 'stdio' | 'pipes' | 'std-pipes' | 'raw'
  * schema/*.json) folded into one shape with every field optional, so that a test can read the
  * field it expects without narrowing a union first.
  */
-export interface Event {
+export interface WrapperEvent {
   readonly built?: string[]
   readonly outputs?: { readonly drvPath?: string; readonly outputs: Record<string, string> }[]
   readonly kept?: string[]
@@ -38,13 +38,13 @@ export interface Event {
 export interface Wrapper {
   readonly child: ChildProcess
   /** The next event line not yet taken by next(), parsed; rejects if the channel ends first. */
-  next(): Promise<Event>
+  next(): Promise<WrapperEvent>
   /** Writes a raw line (a newline is added) or an object as JSON. */
   send(message: string | object): void
   /** Closes the caller's end of the channel. */
   end(): void
   /** Every line received so far, in order, whether next() took it or not. */
-  readonly received: readonly Event[]
+  readonly received: readonly WrapperEvent[]
   /** Settles once the channel has ended: from then on `received` holds every line the wrapper sent. */
   readonly ended: Promise<void>
   /** What the wrapper wrote to stderr so far. */
@@ -80,7 +80,7 @@ export function startWrapper(args: readonly string[], env: NodeJS.ProcessEnv, mo
 
   // Each line is recorded as it arrives, not when a test asks for it: a test can then say that
   // nothing came (or what came) without having asked for it.
-  const received: Event[] = []
+  const received: WrapperEvent[] = []
   let taken = 0
   let ended = false
   let failure: Error | undefined
@@ -97,7 +97,7 @@ export function startWrapper(args: readonly string[], env: NodeJS.ProcessEnv, mo
       value = undefined
     }
     const isObject = typeof value === 'object' && value !== null && !Array.isArray(value)
-    received.push(isObject ? (value as Event) : { notAnEvent: line })
+    received.push(isObject ? (value as WrapperEvent) : { notAnEvent: line })
     notify()
   })
   const channelEnded = new Promise<void>((resolve) => {

@@ -39,8 +39,8 @@ it('releases when the caller closes the channel (EOF)', async () => {
   expect(await nix.isValid(built[0]!)).toBe(false)
 })
 
-it('holds the output of legacy nix-build', async () => {
-  const n = unique('legacy')
+it('holds the output of nix-build', async () => {
+  const n = unique('nix-build')
   const w = startWrapper(['--', 'nix-build', join(FIXTURES, 'demo.nix'), '--argstr', 'n', n], nix.env)
   const event = await w.next()
   expect(event.built).toEqual([expect.stringMatching(new RegExp(`^${nix.storeDir}/[a-z0-9]{32}-demo-${n}$`))])

@@ -116,6 +116,48 @@ describe('ReconnectingConnection', () => {
     ])
   })
 
+  it('while bounded, gives each request tries of its own: a later one reconnects to a daemon that is back', async () => {
+    const first = standIn('first')
+    const back = standIn('back')
+    let daemonUp = false
+    let opens = 0
+    const rc = new ReconnectingConnection(
+      asConn(first),
+      {
+        open: async () => {
+          opens++
+          if (!daemonUp) throw new HoldError('store', 'no Nix daemon is listening there')
+          return asConn(back)
+        },
+        label: '',
+      },
+      { attempts: 2 },
+    )
+    first.lose()
+    // nothing is tried until a request needs the connection
+    await first.lost
+    expect(opens).toBe(0)
+    await expect(rc.use(async () => 'x')).rejects.toThrow('could not reconnect in 2 attempts')
+    daemonUp = true
+    expect(await rc.use(async (conn) => nameOf(conn))).toBe('back')
+    expect(opens).toBe(3)
+  })
+
+  it('while bounded, runs a request lost with its connection again at most as often as allowed', async () => {
+    const conns = [standIn('c1'), standIn('c2'), standIn('c3'), standIn('c4')]
+    let opened = 1
+    const rc = new ReconnectingConnection(asConn(conns[0]!), { open: async () => asConn(conns[opened++]!), label: '' }, { attempts: 3 })
+    const ran: string[] = []
+    // every connection dies under the request
+    const request = rc.use(async (conn) => {
+      ran.push(nameOf(conn))
+      ;(conn as unknown as StandIn).lose()
+      throw new HoldError('store', `${nameOf(conn)} dropped the connection`)
+    })
+    await expect(request).rejects.toThrow('c3 dropped the connection')
+    expect(ran).toEqual(['c1', 'c2', 'c3'])
+  })
+
   it('keeps trying, once told to, until a replacement can be readied', async () => {
     const first = standIn('first')
     const replacements = [standIn('r1'), standIn('r2'), standIn('r3')]

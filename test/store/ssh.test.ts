@@ -52,7 +52,7 @@ describe('parseSshStore', () => {
     ['ssh-ng://host?remote-store=ssh://other', 'remote-store must be a local store'],
     ["ssh-ng://host?remote-store=x%5C'%3Breboot%3B%23", 'remote-store must be a local store'],
     ['ssh-ng://host?base64-ssh-public-host-key=AAAA', 'known_hosts'],
-  ])('refuses %j with a protocol error', (uri, why) => {
+  ])('refuses %j as a usage error', (uri, why) => {
     expect(() => parseSshStore(uri)).toThrow(expect.objectContaining({ kind: 'usage', message: expect.stringContaining(why) }))
   })
 

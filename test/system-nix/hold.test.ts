@@ -28,6 +28,10 @@ it('holds existing paths, adds more with keep(), and release() is idempotent', a
   const hold = await holdPaths([a], { env: nix.env })
   expect(await hold.keep([b, a])).toEqual([b, a])
   expect(hold.paths).toEqual([a, b])
+  // a store URL that could reach ssh as an option is the caller's mistake, as a bad path is; the hold stays
+  await expect(hold.keep([a], { store: 'ssh-ng://-oProxyCommand=x' })).rejects.toMatchObject({ kind: 'usage', message: expect.stringMatching(/refusing the store URL/) })
+  await expect(hold.keep(['/tmp/not-in-the-store'])).rejects.toMatchObject({ kind: 'usage' })
+  expect(hold.paths).toEqual([a, b])
   await nix.gc()
   expect([await nix.isValid(a), await nix.isValid(b)]).toEqual([true, true])
   await hold.release()
