@@ -5,6 +5,7 @@ import { HoldError } from '../errors.js'
 import { DaemonConnection } from '../store/daemon.js'
 import { remoteStorePath, storeDirFromEnv, toStorePath } from '../store/path.js'
 import { checkMinor } from '../store/protocol.js'
+import type { ReconnectOptions } from '../store/reconnecting.js'
 import { resolveStore, type DaemonTarget } from '../store/resolve.js'
 import type { HoldOptions } from './types.js'
 
@@ -33,6 +34,19 @@ export const connect = (ctx: Context, signal = ctx.options.signal): Promise<Daem
 
 /** How messages name the context's store: '' for the hold's own, ' to URL' for one a request named. */
 export const labelOf = (ctx: Context): string => (ctx.named === undefined ? '' : ` to ${ctx.named}`)
+
+/**
+ * How a lost connection to the context's store is made again. `alsoStop`, asked at each attempt,
+ * gives a signal that stops an attempt too (the caller's, while a build runs).
+ */
+export const reconnectOptions = (ctx: Context, alsoStop?: () => AbortSignal | undefined): ReconnectOptions => ({
+  open: (signal) => {
+    const also = alsoStop?.()
+    return connect(ctx, also ? AbortSignal.any([signal, also]) : signal)
+  },
+  log: ctx.options.log,
+  label: labelOf(ctx),
+})
 
 /**
  * Store paths as the context's store names them, or a HoldError of kind `usage` naming each

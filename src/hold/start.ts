@@ -2,18 +2,17 @@
 
 import { HoldError } from '../errors.js'
 import { prepareBuild } from '../runner/command.js'
-import type { DaemonConnection } from '../store/daemon.js'
 import { ReconnectingConnection } from '../store/reconnecting.js'
 import { rootAndCheck } from '../store/rooting.js'
 import { ActiveHold } from './active.js'
-import { connect, contextFor, labelOf, resolvePaths } from './context.js'
+import { connect, contextFor, labelOf, reconnectOptions, resolvePaths } from './context.js'
 import { StoreHold } from './store-hold.js'
 import type { Hold, HoldOptions } from './types.js'
 
 /**
  * How often a build is run again when a garbage collection takes an output before it is rooted;
- * and how often, in a row, a connection lost while the build runs is made again before the build
- * fails.
+ * and, while it runs, how many tries each rooting gets at replacing a lost connection (and at
+ * running again on the replacement) before the build fails.
  */
 export const BUILD_ATTEMPTS = 3
 
@@ -38,12 +37,8 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
     (conn) =>
       new ReconnectingConnection(
         conn,
-        {
-          // the caller's signal stops a reconnect while the build runs; once held, only release() does
-          open: (signal) => connect(ctx, building && options.signal ? AbortSignal.any([signal, options.signal]) : signal),
-          log: options.log,
-          label: labelOf(ctx),
-        },
+        // the caller's signal stops a reconnect while the build runs; once held, only release() does
+        reconnectOptions(ctx, () => (building ? options.signal : undefined)),
         {
           attempts: BUILD_ATTEMPTS,
           restore: async (c) => {
@@ -58,7 +53,7 @@ export async function buildAndHold(command: readonly string[], options: HoldOpti
   const root = async (paths: readonly string[]): Promise<string[]> => {
     const conn = await connecting
     for (const p of paths) rooted.add(p)
-    return conn.use((c: DaemonConnection) => rootAndCheck(c, paths, { signal: options.signal, log: options.log }))
+    return conn.use((c) => rootAndCheck(c, paths, { signal: options.signal, log: options.log }))
   }
   try {
     const { runBuild } = await import('../runner/run.js')

@@ -5,7 +5,7 @@ import { HoldError } from '../errors.js'
 import type { DaemonConnection } from '../store/daemon.js'
 import { ReconnectingConnection, tell, type Restore } from '../store/reconnecting.js'
 import { rootAndCheck } from '../store/rooting.js'
-import { connect, labelOf, resolvePaths, type Context } from './context.js'
+import { connect, labelOf, reconnectOptions, resolvePaths, type Context } from './context.js'
 
 const released = (cause?: unknown): HoldError => new HoldError('usage', 'this hold was released', { cause })
 
@@ -30,7 +30,7 @@ export class StoreHold {
   /** Opens a connection to the context's store for a new StoreHold. */
   static async open(ctx: Context, signal?: AbortSignal): Promise<StoreHold> {
     const conn = await connect(ctx, signal)
-    return new StoreHold(ctx, new ReconnectingConnection(conn, { open: (s) => connect(ctx, s), log: ctx.options.log, label: labelOf(ctx) }))
+    return new StoreHold(ctx, new ReconnectingConnection(conn, reconnectOptions(ctx)))
   }
 
   get paths(): readonly string[] {

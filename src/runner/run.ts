@@ -21,8 +21,6 @@ export interface BuiltDerivation {
   readonly outputs: Readonly<Record<string, string>>
 }
 
-export type { RunOptions }
-
 /**
  * Runs the build with its stderr passed through (Nix's progress shows as usual) and stdout
  * captured. A failure to start, a non-zero exit or a signal is a HoldError of kind `build`
