@@ -26,6 +26,15 @@ const say = (message: string): void => {
   process.stderr.write(`nix-hold: ${message}\n`)
 }
 
+// Writes to standard output and settles once the text has left this process (or standard output
+// has failed: a reader that went away). The caller exits right after, and process.exit() drops
+// whatever a pipe has not taken yet: a `$(…)` would see only the first paths of many.
+const print = (text: string): Promise<void> =>
+  new Promise((resolve) => {
+    process.stdout.once('error', () => resolve())
+    process.stdout.write(text, () => resolve())
+  })
+
 // A failed build's message ends with Nix's own lines, which went to stderr as the build ran: its
 // first line says what failed without printing them twice
 const sayError = (err: HoldError): void => say(err.kind === 'build' ? err.message.split('\n')[0]! : err.message)
@@ -92,21 +101,28 @@ export async function main(argv: readonly string[]): Promise<number> {
     inv = parseInvocation(argv)
     if (typeof inv === 'object' && inv.channel) checkChannel(inv.channel)
     if (typeof inv === 'object' && inv.owner !== undefined) {
-      const { ownerSecret, processNow } = await import('./owner/process.js')
+      const [{ checkOwnedBy, processNow }, { runtimeDir }] = await Promise.all([import('./owner/process.js'), import('./owner/runtime-dir.js')])
       owner = processNow(inv.owner)
-      ownerSecret(owner) // a process of another user is refused now, not after the build
+      // a process of another user, or a private directory that cannot be used, is refused now,
+      // not after the build
+      checkOwnedBy(owner, process.geteuid!())
+      runtimeDir(process.env)
     }
   } catch (err) {
     if (!isHoldError(err)) throw err
+    if (err.kind !== 'usage') {
+      sayError(err)
+      return exitStatusOf(err)
+    }
     say(`${err.message} (see nix-hold --help)`)
     return 2
   }
   if (inv === 'help') {
-    process.stdout.write(`${USAGE}\n`)
+    await print(`${USAGE}\n`)
     return 0
   }
   if (inv === 'version') {
-    process.stdout.write(`nix-hold ${pkg.version}\n`)
+    await print(`nix-hold ${pkg.version}\n`)
     return 0
   }
 
@@ -176,7 +192,7 @@ async function mainFor(inv: Invocation, owner: ProcessId, stopped: AbortSignal):
   const [{ holdFor }, { isRunning }] = await Promise.all([import('./owner/for.js'), import('./owner/process.js')])
   try {
     const paths = await holdFor(owner, { keep: inv.keep, operands: inv.operands, maxHoldMs: inv.maxHoldMs }, options, holderCommand)
-    process.stdout.write(paths.map((p) => `${p}\n`).join(''))
+    await print(paths.map((p) => `${p}\n`).join(''))
     return 0
   } catch (err) {
     if (stopped.aborted) return stoppedBy(stopped).code

@@ -86,8 +86,8 @@ export function locationOf(hold: Hold): StoreLocation {
 }
 
 /** Opens a connection to `location`'s store to root paths on, for a process that gathers roots from other holds. */
-export async function openRoots(location: StoreLocation, options: Pick<HoldOptions, 'log' | 'onLost' | 'protocolMinor' | 'signal'> = {}): Promise<StoreRoots> {
-  const ctx: Context = { env: process.env, target: location.target, storeDir: location.storeDir, options, named: location.named }
+export async function openRoots(location: StoreLocation, options: Pick<HoldOptions, 'env' | 'log' | 'onLost' | 'protocolMinor' | 'signal'> = {}): Promise<StoreRoots> {
+  const ctx: Context = { env: options.env ?? process.env, target: location.target, storeDir: location.storeDir, options, named: location.named }
   const roots = await StoreHold.open(ctx)
   return {
     get paths() {

@@ -5,6 +5,7 @@
 import { locationOf } from '../hold/active.js'
 import { buildAndHold, holdPaths } from '../hold/start.js'
 import type { HoldOptions } from '../hold/types.js'
+import { storeUrlOf } from '../store/resolve.js'
 import { handOver } from './join.js'
 import type { ProcessId } from './process.js'
 
@@ -25,16 +26,17 @@ export interface ForRequest {
 export async function holdFor(owner: ProcessId, request: ForRequest, options: HoldOptions, holderCommand: readonly string[]): Promise<readonly string[]> {
   const hold = request.keep ? await holdPaths(request.operands, options) : await buildAndHold(request.operands, options)
   try {
+    const { target, storeDir } = locationOf(hold)
     await handOver(
-      holderCommand,
       owner,
       {
         paths: hold.paths,
-        location: locationOf(hold),
+        store: storeUrlOf(target),
+        storeDir,
         ...(request.maxHoldMs === undefined ? {} : { maxHoldMs: request.maxHoldMs }),
         ...(options.protocolMinor === undefined ? {} : { protocolMinor: options.protocolMinor }),
       },
-      options.signal,
+      { command: holderCommand, env: options.env ?? process.env, signal: options.signal },
     )
     return hold.paths
   } finally {

@@ -1,75 +1,98 @@
-// What a `--for` hold and the holder for its owner say to each other, over an abstract Unix socket.
+// What a `--for` hold and the holder for its owner say to each other, over a Unix socket in the
+// user's private directory (runtime-dir.ts).
 //
-// An abstract socket is found by name, with no file anywhere, and it is gone when its listener
-// is; but it has no permissions, and anyone may bind a free name. So both sides prove, before
-// anything else is said, that they know the owner's secret (owner/process.ts), which only the
-// owner's user can read:
+// Only this user (and root) can enter that directory, so whoever connects is one of this user's
+// processes: the kernel decides that, and nothing needs proving. A hold sends its request as a
+// header and its paths in lines of bounded length (any number of paths, no line too long to
+// parse cheaply); the holder answers once it holds them all:
 //
-//   holder → hold    {"nonce": N1}
-//   hold → holder    {"nonce": N2, "proof": HMAC(secret, "hold" N1)}
-//   holder → hold    {"proof": HMAC(secret, "holder" N2)}        (or it hangs up)
-//   hold → holder    {"hold": {paths, location, ...}}
-//   holder → hold    {"held": [...]} or {"error": {kind, message}}
+//   hold → holder    {"hold": {"store": "unix:///…", "storeDir": "/nix/store", "paths": 2}}
+//   hold → holder    {"paths": ["/nix/store/…-a", "/nix/store/…-b"]}        (as many lines as it takes)
+//   holder → hold    {"held": 2}   or   {"error": {"kind": …, "message": …}}
 //
-// A process of another user can neither take part nor pose as the holder: it learns no path,
-// adds no root, and ends nothing.
+// The store is named as on the command line: the holder resolves it in its own environment, and
+// nothing in a request chooses a program for the holder to run.
 
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import type { Socket } from 'node:net'
-import ndjson from 'ndjson'
+import { join } from 'node:path'
 import type { Transform } from 'node:stream'
+import ndjson from 'ndjson'
 import { HoldError, type HoldErrorKind } from '../errors.js'
 import type { ProcessId } from './process.js'
-import type { StoreLocation } from '../hold/types.js'
 
-/** The abstract socket name (without its leading NUL) of the holder for `owner`, as user `uid`. */
-export function socketName(owner: ProcessId, secret: Buffer, uid: number): string {
-  // the secret's hash in the name gives a new holder to an owner that has exec'd another program
-  // (same pid and start time, new secret); it says nothing of the secret itself
-  const tag = createHash('sha256').update(secret).digest('hex').slice(0, 16)
-  return `nix-hold/v1/${uid}/${owner.pid}/${owner.start}/${tag}`
+/**
+ * The socket of the holder for `owner` in the private directory `dir`. The name is a hash of the
+ * owner's pid and start time, so a listing of the machine's sockets (/proc/net/unix shows them to
+ * every user) does not say whose it is.
+ */
+export function holderSocketPath(dir: string, owner: ProcessId): string {
+  const hash = createHash('sha256').update(`nix-hold holder\0${owner.pid}\0${owner.start}`).digest('hex').slice(0, 32)
+  return join(dir, `${hash}.sock`)
 }
 
-export const newNonce = (): string => randomBytes(16).toString('hex')
-
-export const proofOf = (secret: Buffer, role: 'hold' | 'holder', nonce: string): string =>
-  createHmac('sha256', secret).update(`${role}\0${nonce}`).digest('hex')
-
-/** Whether `proof` is what `proofOf` gives, compared in constant time. */
-export function proves(secret: Buffer, role: 'hold' | 'holder', nonce: string, proof: unknown): boolean {
-  if (typeof proof !== 'string' || !/^[0-9a-f]{64}$/.test(proof)) return false
-  return timingSafeEqual(Buffer.from(proof, 'hex'), Buffer.from(proofOf(secret, role, nonce), 'hex'))
-}
-
-export const isNonce = (value: unknown): value is string => typeof value === 'string' && /^[0-9a-f]{32}$/.test(value)
-
-/** What a hold hands over: its paths, already valid and rooted, and the store they are in. */
+/** A hold's request: its paths, already valid and rooted by the hold, and the store they are in. */
 export interface HandOver {
   readonly paths: readonly string[]
-  readonly location: StoreLocation
+  /** The store, as `--store` would name it: `unix://PATH`, `local?…`, `ssh-ng://host`. */
+  readonly store: string
+  /** The store directory the paths are in. */
+  readonly storeDir: string
   /** Hold them this long at most; absent: until the owner exits. */
   readonly maxHoldMs?: number
   readonly protocolMinor?: number
 }
 
-export type HandOverReply = { readonly held: readonly string[] } | { readonly error: { readonly kind: HoldErrorKind; readonly message: string } }
+/** The request's first line, which says how many paths follow. */
+export interface HandOverHeader extends Omit<HandOver, 'paths'> {
+  readonly paths: number
+}
 
-/** Longest line either side takes: a hand-over of some thousands of paths fits with room to spare. */
-export const MAX_HANDOVER_LINE = 4 * 1024 * 1024
+export type HandOverReply = { readonly held: number } | { readonly error: { readonly kind: HoldErrorKind; readonly message: string } }
+
+/** Longest first line either side takes: a header names a store and a few numbers. */
+export const MAX_FIRST_LINE = 4096
+/** Longest line of any other kind; a hand-over's paths are split to fit. */
+export const MAX_LINE = 64 * 1024
+// what a line of paths carries at most, leaving room for the JSON around it
+const PATHS_PER_LINE_BYTES = 32 * 1024
+
+/** The lines of `handOver`: a header, then its paths in lines of at most MAX_LINE bytes. */
+export function requestLines(handOver: HandOver): unknown[] {
+  const { paths, ...rest } = handOver
+  const lines: unknown[] = [{ hold: { ...rest, paths: paths.length } satisfies HandOverHeader }]
+  let chunk: string[] = []
+  let bytes = 0
+  for (const path of paths) {
+    const size = JSON.stringify(path).length + 1
+    if (chunk.length > 0 && bytes + size > PATHS_PER_LINE_BYTES) {
+      lines.push({ paths: chunk })
+      chunk = []
+      bytes = 0
+    }
+    chunk.push(path)
+    bytes += size
+  }
+  if (chunk.length > 0) lines.push({ paths: chunk })
+  return lines
+}
 
 /**
  * One JSON value per line over a connected socket, in order. `next()` rejects (kind `store`) once
- * the peer hangs up, sends a line that is not JSON or is too long, or `signal` aborts.
+ * the peer hangs up, sends a line that is not JSON or is too long (the first line may be at most
+ * MAX_FIRST_LINE bytes, any other MAX_LINE), or `signal` aborts.
  */
 export class LineSocket {
   readonly #socket: Socket
   readonly #lines: unknown[] = []
   #waiting: { resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined
   #failed: HoldError | undefined
+  // bytes received before the first newline, while there has been none
+  #firstLine: number | undefined = 0
 
   constructor(socket: Socket, peer: string) {
     this.#socket = socket
-    const parser = ndjson.parse({ strict: true, maxLength: MAX_HANDOVER_LINE } as ndjson.ParseOptions) as Transform & { overflow?: boolean }
+    const parser = ndjson.parse({ strict: true, maxLength: MAX_LINE } as ndjson.ParseOptions) as Transform & { overflow?: boolean }
     parser.on('data', (value: unknown) => {
       this.#lines.push(value)
       this.#wake()
@@ -81,8 +104,14 @@ export class LineSocket {
     }
     parser.on('error', () => fail('sent a line that is not JSON'))
     socket.on('data', (chunk: Buffer) => {
+      if (this.#firstLine !== undefined) {
+        const newline = chunk.indexOf(10)
+        const length = this.#firstLine + (newline === -1 ? chunk.length : newline)
+        if (length > MAX_FIRST_LINE) return fail(`sent a first line longer than ${MAX_FIRST_LINE} bytes`)
+        this.#firstLine = newline === -1 ? length : undefined
+      }
       parser.write(chunk)
-      if (parser.overflow) fail(`sent a line longer than ${MAX_HANDOVER_LINE} bytes`)
+      if (parser.overflow) fail(`sent a line longer than ${MAX_LINE} bytes`)
     })
     socket.on('error', (err) => fail(`failed: ${err.message}`))
     socket.on('close', () => fail('hung up'))

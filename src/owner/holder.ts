@@ -1,21 +1,25 @@
 // The holder: one background process per owner, keeping the roots of every `--for` hold made for
-// that owner until the owner exits. Holds join it over an abstract Unix socket (handover.ts).
+// that owner until the owner exits. Holds reach it over a Unix socket in the user's private
+// directory (runtime-dir.ts, handover.ts).
 
-import { closeSync, constants, openSync, readdirSync, readFileSync, writeSync } from 'node:fs'
-import { createServer, type Server, type Socket } from 'node:net'
-import { deadline } from '../deadline.js'
+import { randomBytes } from 'node:crypto'
+import { closeSync, constants, linkSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs'
+import { createConnection, createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
 import { HoldError, isHoldError } from '../errors.js'
 import { openRoots } from '../hold/active.js'
 import type { StoreRoots } from '../hold/types.js'
-import { field, isNonce, LineSocket, newNonce, proofOf, proves, socketName, type HandOver, type HandOverReply } from './handover.js'
-import { isRunning, ownerSecret, type ProcessId } from './process.js'
+import { resolveStore } from '../store/resolve.js'
+import { field, holderSocketPath, LineSocket, type HandOverHeader, type HandOverReply } from './handover.js'
+import { parseStartup, type HolderStartup } from './holder-env.js'
+import { isRunning, type ProcessId } from './process.js'
+import { fileIdOf, runtimeDir, sameFile, type FileId } from './runtime-dir.js'
 
 /**
- * What one holder takes at most. Only the owner's user gets past the handshake, but anyone may
- * connect: a connection that has not proved itself within the handshake time is dropped (a real
- * hold answers at once), and when every connection is taken, the oldest one that has not proved
- * itself yet makes way for the newcomer; so no one can make the holder grow without bound, nor
- * keep the owner's own holds out by holding connections open.
+ * What one holder takes at most. Only the owner's user can connect, but a hold of that user may
+ * still be broken: a connection that sends nothing for the handshake time while its request is
+ * incomplete is dropped, and when every connection is taken, the oldest one still sending its
+ * request makes way for a newcomer.
  */
 export interface Limits {
   readonly connections: number
@@ -36,62 +40,102 @@ export const LIMITS: Limits = {
 /** How often the holder looks whether its owner still runs: an exit is seen within this. */
 export const WATCH_MS = 250
 
-/** A hold's request, as far as the holder trusts its shape: it comes from the owner's user. */
-function readHandOver(message: unknown): HandOver | undefined {
+/** A request's header, as far as the holder trusts its shape: it comes from the owner's user. */
+function readHeader(message: unknown): HandOverHeader | undefined {
   const h = field(message, 'hold')
-  const paths = field(h, 'paths')
-  const location = field(h, 'location')
-  const maxHoldMs = field(h, 'maxHoldMs')
-  const protocolMinor = field(h, 'protocolMinor')
-  if (!Array.isArray(paths) || !paths.every((p) => typeof p === 'string')) return undefined
-  if (typeof field(location, 'storeDir') !== 'string' || typeof field(location, 'target') !== 'object') return undefined
+  const { paths, store, storeDir, maxHoldMs, protocolMinor } = (typeof h === 'object' && h !== null ? h : {}) as Record<string, unknown>
+  if (!Number.isSafeInteger(paths) || (paths as number) < 0) return undefined
+  if (typeof store !== 'string' || typeof storeDir !== 'string' || !storeDir.startsWith('/')) return undefined
   if (maxHoldMs !== undefined && !(typeof maxHoldMs === 'number' && maxHoldMs > 0)) return undefined
-  if (protocolMinor !== undefined && typeof protocolMinor !== 'number') return undefined
-  return h as HandOver
+  if (protocolMinor !== undefined && !Number.isSafeInteger(protocolMinor)) return undefined
+  return h as HandOverHeader
 }
+
+const refusal = (kind: 'protocol' | 'store', message: string): HandOverReply => ({ error: { kind, message } })
+
+// Whether something accepts connections on the socket at `path`. A busy one (EAGAIN: its backlog
+// is full) is live too.
+const listening = (path: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const socket = createConnection({ path })
+    socket.once('connect', () => (socket.destroy(), resolve(true)))
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EAGAIN'))
+  })
+
+// Messages to the owner's terminal carry text of the holder's own making; still, nothing in them
+// may move the cursor or start a line that looks like another program's
+const printable = (s: string): string => s.replace(/[\x00-\x1f\x7f]/g, '?')
 
 export class Holder {
   readonly #owner: ProcessId
   readonly #limits: Limits
-  readonly #secret: Buffer
+  readonly #env: NodeJS.ProcessEnv
+  readonly #dir: string
+  readonly #path: string
   readonly #server: Server
+  #bound: FileId | undefined
   // roots per store; a hold with its own deadline gets a connection of its own, closed then
   readonly #groups = new Map<string, Promise<StoreRoots>>()
   // the groups whose connection is open, to count what is held without waiting for any other
   readonly #opened = new Map<string, StoreRoots>()
   #deadlines = 0
-  // every connection open now, and those of them that have not proved themselves yet, oldest first
+  // every connection open now, and those of them still sending their request, oldest first
   readonly #live = new Set<LineSocket>()
-  readonly #unproven = new Set<LineSocket>()
-  readonly #stopped = new AbortController()
+  readonly #incomplete = new Set<LineSocket>()
+  #stopped = false
   #watch: NodeJS.Timeout | undefined
   readonly #done: Promise<void>
   #finish!: () => void
 
-  constructor(owner: ProcessId, limits: Limits = LIMITS) {
+  constructor(owner: ProcessId, startup: HolderStartup, limits: Limits = LIMITS) {
     this.#owner = owner
     this.#limits = limits
-    this.#secret = ownerSecret(owner)
+    this.#env = startup.env
+    this.#dir = startup.dir
+    this.#path = holderSocketPath(startup.dir, owner)
     this.#server = createServer((socket) => this.#accept(socket))
     this.#done = new Promise((resolve) => (this.#finish = resolve))
   }
 
   /**
    * Listens for holds; 'taken' when another holder for this owner listens already (two holds that
-   * both found none start one each, and the name lets only one of them in).
+   * both found none start one each, and only one of them gets the name).
+   *
+   * The socket is bound under a name of its own first and then linked to the owner's name, which
+   * fails if that name exists: so a live holder's socket is never replaced. A name left by a
+   * holder that was killed (nothing listens on it) is replaced by renaming over it.
    */
   async listen(): Promise<'ready' | 'taken'> {
-    const name = socketName(this.#owner, this.#secret, process.getuid!())
-    const result = await new Promise<'ready' | 'taken'>((resolve, reject) => {
-      this.#server.once('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? resolve('taken') : reject(err)))
-      this.#server.listen({ path: `\0${name}` }, () => resolve('ready'))
+    const fresh = join(this.#dir, `${randomBytes(16).toString('hex')}.sock`)
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject)
+      this.#server.listen({ path: fresh }, () => resolve())
     })
-    if (result === 'ready') {
-      this.#watch = setInterval(() => isRunning(this.#owner) || void this.stop(), WATCH_MS)
-      // an owner that exited while this holder started is seen at once
-      if (!isRunning(this.#owner)) void this.stop()
+    this.#bound = fileIdOf(fresh)
+    let result: 'ready' | 'taken' = 'ready'
+    try {
+      linkSync(fresh, this.#path)
+      unlinkSync(fresh)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      if (await listening(this.#path)) result = 'taken'
+      else renameSync(fresh, this.#path)
     }
+    if (result === 'taken') {
+      this.#server.close() // Node removes the socket's own name as it closes it
+      return result
+    }
+    this.#watch = setInterval(() => this.#look(), WATCH_MS)
+    // an owner that exited while this holder started is seen at once
+    this.#look()
     return result
+  }
+
+  // Stops once the owner has exited. A holder whose name another took over (two replaced a stale
+  // name at once) is one no new hold can reach: once it holds nothing, it has no more to do.
+  #look(): void {
+    if (!isRunning(this.#owner)) return void this.stop()
+    if (!sameFile(fileIdOf(this.#path), this.#bound) && this.#groups.size === 0 && this.#live.size === 0) void this.stop()
   }
 
   /** Settles once the holder has stopped and dropped every root. */
@@ -101,10 +145,19 @@ export class Holder {
 
   /** Drops every root and stops listening. */
   async stop(): Promise<void> {
-    if (this.#stopped.signal.aborted) return this.#done
-    this.#stopped.abort(new HoldError('usage', `process ${this.#owner.pid} has exited; nothing more is held for it`))
+    if (this.#stopped) return this.#done
+    this.#stopped = true
     clearInterval(this.#watch)
+    // the name is this holder's to remove only while it still names this holder's socket
+    if (sameFile(fileIdOf(this.#path), this.#bound)) {
+      try {
+        unlinkSync(this.#path)
+      } catch {
+        // gone already
+      }
+    }
     this.#server.close()
+    for (const line of this.#live) line.destroy()
     const groups = [...this.#groups.values()]
     this.#groups.clear()
     this.#opened.clear()
@@ -114,102 +167,123 @@ export class Holder {
 
   #accept(socket: Socket): void {
     if (this.#live.size >= this.#limits.connections) {
-      const oldest = this.#unproven.values().next()
+      const oldest = this.#incomplete.values().next()
       if (!oldest.done) this.#drop(oldest.value)
     }
-    if (this.#live.size >= this.#limits.connections || this.#stopped.signal.aborted) {
+    if (this.#live.size >= this.#limits.connections || this.#stopped) {
       socket.destroy()
       return
     }
     const line = new LineSocket(socket, 'a hold')
     this.#live.add(line)
-    this.#unproven.add(line)
+    this.#incomplete.add(line)
     socket.once('close', () => this.#drop(line))
-    this.#serve(line).catch(() => this.#drop(line))
+    // quiet for the handshake time while the request is incomplete: dropped (a real hold sends
+    // it at once). A timer per socket, cleared with it: nothing outlives the connection.
+    socket.setTimeout(this.#limits.handshakeMs, () => socket.destroy())
+    this.#serve(line, socket).catch(() => this.#drop(line))
   }
 
   #drop(line: LineSocket): void {
     this.#live.delete(line)
-    this.#unproven.delete(line)
+    this.#incomplete.delete(line)
     line.destroy()
   }
 
-  async #serve(line: LineSocket): Promise<void> {
-    const limit = deadline(this.#limits.handshakeMs)
-    try {
-      await this.#handshakeAndTake(line, AbortSignal.any([limit.signal, this.#stopped.signal]))
-    } finally {
-      limit.clear()
+  async #serve(line: LineSocket, socket: Socket): Promise<void> {
+    const header = readHeader(await line.next())
+    if (!header) return line.end(refusal('protocol', 'the holder did not understand the hand-over'))
+    const held = this.#count()
+    if (held + header.paths > this.#limits.paths) {
+      return line.end(refusal('store', `the holder for process ${this.#owner.pid} holds ${held} paths already, and takes at most ${this.#limits.paths}`))
     }
-  }
-
-  async #handshakeAndTake(line: LineSocket, handshake: AbortSignal): Promise<void> {
-    const mine = newNonce()
-    line.send({ nonce: mine })
-    const hello = await line.next(handshake)
-    const theirs = field(hello, 'nonce')
-    // a peer that cannot prove it knows the secret learns nothing, not even why
-    if (!isNonce(theirs) || !proves(this.#secret, 'hold', mine, field(hello, 'proof'))) return line.destroy()
-    this.#unproven.delete(line)
-    line.send({ proof: proofOf(this.#secret, 'holder', theirs) })
-    const request = readHandOver(await line.next(handshake))
-    if (!request) return line.end({ error: { kind: 'protocol', message: 'the holder did not understand the hand-over' } } satisfies HandOverReply)
-    line.end(await this.#take(request))
-  }
-
-  async #take(request: HandOver): Promise<HandOverReply> {
-    try {
-      let total = 0
-      for (const roots of this.#opened.values()) total += roots.paths.length
-      if (total + request.paths.length > this.#limits.paths) {
-        throw new HoldError('store', `the holder for process ${this.#owner.pid} holds ${total} paths already, and takes at most ${this.#limits.paths}`)
+    const paths: string[] = []
+    while (paths.length < header.paths) {
+      const more = field(await line.next(), 'paths')
+      if (!Array.isArray(more) || more.length === 0 || !more.every((p) => typeof p === 'string') || paths.length + more.length > header.paths) {
+        return line.end(refusal('protocol', 'the holder did not understand the hand-over'))
       }
-      const roots = await this.#rootsFor(request)
-      return { held: await roots.add(request.paths) }
+      paths.push(...(more as string[]))
+    }
+    // the request is whole: rooting may wait for a garbage collection, with no time limit
+    socket.setTimeout(0)
+    this.#incomplete.delete(line)
+    line.end(await this.#take(header, paths))
+  }
+
+  #count(): number {
+    let total = 0
+    for (const roots of this.#opened.values()) total += roots.paths.length
+    return total
+  }
+
+  async #take(header: HandOverHeader, paths: readonly string[]): Promise<HandOverReply> {
+    try {
+      const roots = await this.#rootsFor(header)
+      return { held: (await roots.add(paths)).length }
     } catch (err) {
       const e = isHoldError(err) ? err : new HoldError('store', `the holder failed: ${String(err)}`)
       return { error: { kind: e.kind, message: e.message } }
     }
   }
 
-  #rootsFor(request: HandOver): Promise<StoreRoots> {
-    if (this.#stopped.signal.aborted) return Promise.reject(this.#stopped.signal.reason)
-    // one connection per store and protocol version; the environment a target carries (for ssh
-    // and nix-daemon --stdio) is the first hold's
-    const { env: _, ...where } = request.location.target as { env?: unknown }
-    const shared = JSON.stringify([where, request.location.storeDir, request.protocolMinor ?? null])
+  #rootsFor(request: HandOverHeader): Promise<StoreRoots> {
+    if (this.#stopped) return Promise.reject(new HoldError('usage', `process ${this.#owner.pid} has exited; nothing more is held for it`))
+    // one connection per store and protocol version
+    const shared = JSON.stringify([request.store, request.storeDir, request.protocolMinor ?? null])
     const key = request.maxHoldMs === undefined ? shared : `${shared} deadline ${++this.#deadlines}`
     const existing = this.#groups.get(key)
     if (existing) return existing
     if (this.#groups.size >= this.#limits.groups) return Promise.reject(new HoldError('store', `the holder for process ${this.#owner.pid} has ${this.#limits.groups} store connections open already`))
-    const opening = openRoots(request.location, {
-      signal: this.#stopped.signal,
-      onLost: (paths, store) => this.#tellOwner(`${paths.join(', ')} ${paths.length === 1 ? 'was' : 'were'} collected${store ? ` in ${store}` : ''} while the connection to the store was being made again, and ${paths.length === 1 ? 'is' : 'are'} no longer held`),
-      ...(request.protocolMinor === undefined ? {} : { protocolMinor: request.protocolMinor }),
-    })
+    // the store as the command line would name it, resolved in the holder's own environment: a
+    // request chooses no program and no environment for the holder to run
+    let target: ReturnType<typeof resolveStore>
+    try {
+      target = resolveStore(request.store, this.#env)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const store = request.store
+    const opening = openRoots(
+      { target, storeDir: request.storeDir, named: store },
+      {
+        env: this.#env,
+        onLost: (paths) => this.#tellOwner(`${paths.join(', ')} ${paths.length === 1 ? 'was' : 'were'} collected in ${store} while the connection to the store was being made again, and ${paths.length === 1 ? 'is' : 'are'} no longer held`),
+        ...(request.protocolMinor === undefined ? {} : { protocolMinor: request.protocolMinor }),
+      },
+    )
     this.#groups.set(key, opening)
     opening.then(
-      (roots) => this.#groups.get(key) === opening && this.#opened.set(key, roots),
+      (roots) => (this.#groups.get(key) === opening && !this.#stopped ? this.#opened.set(key, roots) : undefined),
       () => this.#groups.get(key) === opening && this.#groups.delete(key),
     )
     if (request.maxHoldMs !== undefined) {
       const expire = setTimeout(() => {
+        if (this.#stopped) return
         this.#groups.delete(key)
         this.#opened.delete(key)
         void opening.then((roots) => roots.release(), () => undefined)
       }, request.maxHoldMs)
-      this.#stopped.signal.addEventListener('abort', () => clearTimeout(expire), { once: true })
+      // the timer must not keep a holder that has stopped alive
+      void this.#done.then(() => clearTimeout(expire))
     }
     return opening
   }
 
   // Nothing is listening to a --for hold once it has printed its paths; a path that is lost is a
-  // promise broken, so the owner's standard error hears of it, if it still has one.
+  // promise broken, so the owner's standard error hears of it, if it still has one open for
+  // writing. Opened again through /proc, fd 2 could be any file the owner has open for reading
+  // (a file of the user's they must not be made to write into): its own access mode decides.
   #tellOwner(message: string): void {
     try {
-      const fd = openSync(`/proc/${this.#owner.pid}/fd/2`, constants.O_WRONLY | constants.O_APPEND | constants.O_NONBLOCK)
+      if (!isRunning(this.#owner)) return
+      const info = readFileSync(`/proc/${this.#owner.pid}/fdinfo/2`, 'utf8')
+      const flags = Number.parseInt(/^flags:\s*([0-7]+)$/m.exec(info)?.[1] ?? '', 8)
+      const access = flags & 3 // O_ACCMODE
+      if (Number.isNaN(flags) || (access !== constants.O_WRONLY && access !== constants.O_RDWR)) return
+      const fd = openSync(`/proc/${this.#owner.pid}/fd/2`, constants.O_WRONLY | constants.O_APPEND | constants.O_NONBLOCK | constants.O_NOCTTY)
       try {
-        writeSync(fd, `nix-hold: ${message}\n`)
+        writeSync(fd, `nix-hold: ${printable(message)}\n`)
       } finally {
         closeSync(fd)
       }
@@ -241,8 +315,9 @@ function closeInherited(): void {
 }
 
 /**
- * The holder process's whole life: listen for `owner`, say on standard output whether it
- * listens ("ready") or another does ("taken"), then hold until the owner exits or a signal ends it.
+ * The holder process's whole life: read its startup line, listen for `owner`, say on standard
+ * output whether it listens ("ready") or another does ("taken"), then hold until the owner exits
+ * or a signal ends it.
  */
 export async function runHolder(owner: ProcessId): Promise<number> {
   closeInherited()
@@ -256,7 +331,12 @@ export async function runHolder(owner: ProcessId): Promise<number> {
   let holder: Holder
   let state: 'ready' | 'taken'
   try {
-    holder = new Holder(owner)
+    // the hold writes one line and closes the pipe: reading to its end does not wait for anyone
+    const startup = parseStartup(readFileSync(0, 'utf8'))
+    if (!startup) throw new Error('its startup line was not understood')
+    // the directory is checked again, by the process that will listen in it
+    if (runtimeDir({ XDG_RUNTIME_DIR: startup.env.XDG_RUNTIME_DIR }) !== startup.dir) throw new Error(`it was told to listen in ${startup.dir}, which is not this user's private directory`)
+    holder = new Holder(owner, startup)
     state = await holder.listen()
   } catch (err) {
     report(`error ${(err as Error).message}`)

@@ -1,43 +1,62 @@
-// A `--for` hold's side of the hand-over: find the owner's holder (starting it if there is none),
-// prove to each other that both serve the owner's user, and hand the rooted paths over.
+// A `--for` hold's side of the hand-over: find the owner's holder (starting it if there is none)
+// and hand the rooted paths over.
 
 import { spawn } from 'node:child_process'
 import { createConnection, type Socket } from 'node:net'
-import { deadline } from '../deadline.js'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { HoldError, type HoldErrorKind } from '../errors.js'
-import { field, isNonce, LineSocket, newNonce, proofOf, proves, socketName, type HandOver } from './handover.js'
-import { ownerSecret, type ProcessId } from './process.js'
+import { field, holderSocketPath, LineSocket, requestLines, type HandOver } from './handover.js'
+import { holderEnvironment, type HolderStartup } from './holder-env.js'
+import type { ProcessId } from './process.js'
+import { runtimeDir } from './runtime-dir.js'
 
-const HANDSHAKE_MS = 10_000
+// How long a hold tries to reach a holder whose socket is busy (a full listen backlog answers a
+// connect with EAGAIN) before it gives up
+const CONNECT_MS = 10_000
 // a holder may go away between being found and answering (its owner exited, or two started at
 // once and one stepped back): find or start one again, a few times
 const ATTEMPTS = 3
 
-/** The holder's socket, or undefined when no holder listens on it. */
-function connectTo(name: string): Promise<Socket | undefined> {
-  return new Promise((resolve, reject) => {
-    const socket = createConnection({ path: `\0${name}` })
-    socket.once('connect', () => {
-      socket.removeAllListeners('error')
-      resolve(socket)
+/** A connection to the holder's socket, or undefined when no holder listens there. */
+async function connectTo(path: string, signal?: AbortSignal): Promise<Socket | undefined> {
+  const giveUp = Date.now() + CONNECT_MS
+  for (let wait = 5; ; wait = Math.min(wait * 2, 200)) {
+    const result = await new Promise<Socket | NodeJS.ErrnoException>((resolve) => {
+      const socket = createConnection({ path })
+      socket.once('connect', () => {
+        socket.removeAllListeners('error')
+        resolve(socket)
+      })
+      socket.once('error', resolve)
     })
-    socket.once('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNREFUSED' ? resolve(undefined) : reject(err)))
-  })
+    if (!(result instanceof Error)) return result
+    // no socket, or one that nothing listens on any more (its holder was killed)
+    if (result.code === 'ENOENT' || result.code === 'ECONNREFUSED') return undefined
+    if (result.code !== 'EAGAIN' || Date.now() + wait > giveUp) {
+      throw new HoldError('store', `cannot reach the holder's socket ${path}: ${result.message}`, { cause: result })
+    }
+    await sleep(wait, undefined, signal ? { signal } : {})
+  }
 }
 
 /**
  * Starts a holder for `owner` with `command` (this program, as the holder's argv begins) and
- * waits until it listens, or says another one does.
+ * waits until it listens, or says another one does. It starts with an empty environment (a store
+ * path in a process's environment is a root, and the hold's may hold tokens): what it needs comes
+ * on its standard input.
  */
-async function startHolder(command: readonly string[], owner: ProcessId): Promise<void> {
+async function startHolder(command: readonly string[], owner: ProcessId, startup: HolderStartup): Promise<void> {
   const [file, ...args] = command
   // its own session, no terminal, none of the caller's descriptors: a `$(…)` or a Python
   // capture_output that waits for the hold's output ends when the hold exits, not the holder
   const child = spawn(file!, [...args, '--serve-holder', String(owner.pid), owner.start], {
     detached: true,
-    stdio: ['ignore', 'pipe', 'ignore'],
+    stdio: ['pipe', 'pipe', 'ignore'],
     cwd: '/',
+    env: {},
   })
+  child.stdin!.on('error', () => undefined) // a holder that failed at once; its stdout says why
+  child.stdin!.end(`${JSON.stringify(startup)}\n`)
   let said = ''
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (said += s))
   const status = await new Promise<string>((resolve) => {
@@ -55,56 +74,50 @@ async function startHolder(command: readonly string[], owner: ProcessId): Promis
   }
 }
 
-async function exchange(socket: Socket, secret: Buffer, owner: ProcessId, handOver: HandOver, signal?: AbortSignal): Promise<readonly string[]> {
+async function exchange(socket: Socket, owner: ProcessId, handOver: HandOver, signal?: AbortSignal): Promise<number> {
   const line = new LineSocket(socket, `the holder for process ${owner.pid}`)
-  const timeout = deadline(HANDSHAKE_MS)
   try {
-    const handshake = AbortSignal.any([timeout.signal, ...(signal ? [signal] : [])])
-    const theirs = field(await line.next(handshake), 'nonce')
-    if (!isNonce(theirs)) throw new HoldError('store', `something that is not a nix-hold holder listens where the holder for process ${owner.pid} would`)
-    const mine = newNonce()
-    line.send({ nonce: mine, proof: proofOf(secret, 'hold', theirs) })
-    const answer = await line.next(handshake)
-    // anyone may take a free abstract socket name: paths go only to a holder that knows the secret
-    if (!proves(secret, 'holder', mine, field(answer, 'proof'))) {
-      throw new HoldError('store', `the process listening as the holder for process ${owner.pid} cannot prove it is one of this user's; nothing was handed over`)
-    }
-    line.send({ hold: handOver })
-    // no time limit here: a root may wait for a garbage collection to end
+    for (const l of requestLines(handOver)) line.send(l)
+    // no time limit: a root may wait for a garbage collection to end
     const reply = await line.next(signal)
     const held = field(reply, 'held')
-    if (Array.isArray(held)) return held as string[]
+    if (typeof held === 'number') return held
     const error = field(reply, 'error')
     throw new HoldError((field(error, 'kind') as HoldErrorKind | undefined) ?? 'store', String(field(error, 'message') ?? 'the holder gave no answer'))
-  } catch (err) {
-    if (err !== timeout.signal.reason) throw err
-    throw new HoldError('store', `the process listening as the holder for process ${owner.pid} did not prove itself within ${HANDSHAKE_MS / 1000} s; nothing was handed over`)
   } finally {
-    timeout.clear()
     line.destroy()
   }
 }
 
+/** Where a hold finds the holder, and what it starts one with. */
+export interface JoinOptions {
+  /** This program, as the holder's argv begins. */
+  readonly command: readonly string[]
+  /** The hold's environment: the holder's is taken from it (holder-env.ts). */
+  readonly env: NodeJS.ProcessEnv
+  readonly signal?: AbortSignal | undefined
+}
+
 /**
  * Hands `handOver`'s paths (rooted by the caller, which keeps them rooted until this settles) to
- * the holder for `owner`, starting one with `command` if none runs; returns the paths as held.
+ * the holder for `owner`, starting one if none runs; returns how many it holds.
  */
-export async function handOver(command: readonly string[], owner: ProcessId, request: HandOver, signal?: AbortSignal): Promise<readonly string[]> {
-  const secret = ownerSecret(owner)
-  const name = socketName(owner, secret, process.getuid!())
+export async function handOver(owner: ProcessId, request: HandOver, options: JoinOptions): Promise<number> {
+  const dir = runtimeDir(options.env)
+  const path = holderSocketPath(dir, owner)
   for (let attempt = 1; ; attempt++) {
-    const socket = await connectTo(name)
+    const socket = await connectTo(path, options.signal)
     if (!socket) {
       if (attempt === ATTEMPTS) throw new HoldError('store', `the holder for process ${owner.pid} did not start listening`)
-      await startHolder(command, owner)
+      await startHolder(options.command, owner, { dir, env: holderEnvironment(options.env) })
       continue
     }
     try {
-      return await exchange(socket, secret, owner, request, signal)
+      return await exchange(socket, owner, request, options.signal)
     } catch (err) {
-      // hung up before proving itself: it stopped (its owner is gone, or it lost a race to start)
+      // hung up before answering: it stopped (its owner is gone, or it lost a race to start)
       const early = err instanceof HoldError && err.kind === 'store' && / hung up$/.test(err.message)
-      if (!early || attempt === ATTEMPTS || signal?.aborted) throw err
+      if (!early || attempt === ATTEMPTS || options.signal?.aborted) throw err
     }
   }
 }

@@ -1,7 +1,6 @@
 // The process a `--for` hold lasts as long as, as /proc shows it. Linux only.
 
-import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { HoldError } from '../errors.js'
 
 /**
@@ -20,10 +19,10 @@ interface Stat {
 
 // The command name in parentheses may hold spaces and parentheses itself: the fields after it
 // start past the last ")". State is field 3, start time field 22.
-function readStat(pid: number): Stat | undefined {
+function readStat(path: string): Stat | undefined {
   let text: string
   try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    text = readFileSync(path, 'utf8')
   } catch {
     return undefined
   }
@@ -33,40 +32,55 @@ function readStat(pid: number): Stat | undefined {
   return state === undefined || start === undefined ? undefined : { state, start }
 }
 
+// A thread that has exited but is not reaped yet is a zombie (Z), or on its way out (X).
+const isDead = (stat: Stat): boolean => stat.state === 'Z' || stat.state === 'X'
+
+// Whether any thread of process `pid` still runs. The process's own stat is its first thread's:
+// that thread may end (pthread_exit) and show Z while the others, and so the process, run on.
+function anyThreadAlive(pid: number, main: Stat): boolean {
+  if (!isDead(main)) return true
+  let tids: string[]
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return false
+  }
+  return tids.some((tid) => {
+    const stat = readStat(`/proc/${pid}/task/${tid}/stat`)
+    return stat !== undefined && !isDead(stat)
+  })
+}
+
 /** The process now running as `pid`; a HoldError of kind `usage` when there is none. */
 export function processNow(pid: number): ProcessId {
-  const stat = pid > 0 ? readStat(pid) : undefined
-  if (!stat || isDead(stat)) throw new HoldError('usage', `--for ${pid}: no process ${pid} is running`)
+  const stat = pid > 0 ? readStat(`/proc/${pid}/stat`) : undefined
+  if (!stat || !anyThreadAlive(pid, stat)) throw new HoldError('usage', `--for ${pid}: no process ${pid} is running`)
   return { pid, start: stat.start }
 }
 
-// A process that has exited but whose parent has not reaped it yet is a zombie (Z), or on its way
-// out (X): its pid and start time still show, but it holds nothing any more.
-const isDead = (stat: Stat): boolean => stat.state === 'Z' || stat.state === 'X'
-
-/** Whether `id` is still running: its pid is taken by the same process, not a later one. */
+/** Whether `id` is still running: its pid is taken by the same process, not a later one, and one of its threads lives. */
 export function isRunning(id: ProcessId): boolean {
-  const stat = readStat(id.pid)
-  return stat !== undefined && stat.start === id.start && !isDead(stat)
+  const stat = readStat(`/proc/${id.pid}/stat`)
+  return stat !== undefined && stat.start === id.start && anyThreadAlive(id.pid, stat)
 }
 
 /**
- * A secret that only the owner's own user (and root) can work out: a hash of the owner's
- * auxiliary vector. /proc/PID/auxv is readable only with ptrace access to the process, and it
- * holds the addresses that exec randomised for it (its stack's random bytes, its vDSO, its entry
- * point with PIE), so another user can neither read nor guess it. A holder and the holds that join
- * it prove to each other that they know it (owner/handover.ts); a process that cannot read it is
- * of another user, and is refused.
+ * Refuses (kind `usage`) an owner that is not wholly a process of user `uid`: its real, effective
+ * and saved user ids must all be `uid`. A hold for another user's process would serve that user's
+ * life with this user's rights (root's, under sudo); a setuid program may run as someone else.
  */
-export function ownerSecret(id: ProcessId): Buffer {
-  let auxv: Buffer
+export function checkOwnedBy(id: ProcessId, uid: number): void {
+  let status: string
   try {
-    auxv = readFileSync(`/proc/${id.pid}/auxv`)
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    if (code === 'ENOENT' || code === 'ESRCH') throw new HoldError('usage', `--for ${id.pid}: process ${id.pid} has exited`, { cause: err })
-    throw new HoldError('usage', `--for ${id.pid}: process ${id.pid} is not one of this user's (its /proc/${id.pid}/auxv cannot be read: ${code ?? String(err)}); hold for a process of your own`, { cause: err })
+    status = readFileSync(`/proc/${id.pid}/status`, 'utf8')
+  } catch {
+    throw new HoldError('usage', `--for ${id.pid}: process ${id.pid} has exited`)
   }
-  if (auxv.length === 0) throw new HoldError('usage', `--for ${id.pid}: process ${id.pid} has exited`)
-  return createHash('sha256').update(`nix-hold owner ${id.pid} ${id.start}\0`).update(auxv).digest()
+  const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status)?.slice(1).map(Number)
+  if (!ids) throw new HoldError('usage', `--for ${id.pid}: cannot tell which user process ${id.pid} runs as`)
+  const [real, effective, saved] = ids as [number, number, number]
+  if (real === uid && effective === uid && saved === uid) return
+  const yours = `--for holds only for a process of the user nix-hold runs as (uid ${uid})`
+  if (real === uid) throw new HoldError('usage', `--for ${id.pid}: process ${id.pid} runs a program with another user's rights (effective uid ${effective}, saved uid ${saved}, as a setuid program does); ${yours}`)
+  throw new HoldError('usage', `--for ${id.pid}: process ${id.pid} belongs to uid ${real}; ${yours}`)
 }

@@ -23,6 +23,12 @@ export type DaemonTarget =
 export const describeTarget = (t: DaemonTarget): string =>
   t.type === 'socket' ? `the Nix daemon socket ${t.path}` : t.type === 'stdio' ? `nix-daemon --stdio (store ${t.storeUri})` : `the store ${t.store.uri} (${t.store.remoteCommand} over ssh)`
 
+/**
+ * The target as a store URL that resolves to it again (under the environment that resolved it):
+ * how a process that roots on the same store names it to another.
+ */
+export const storeUrlOf = (t: DaemonTarget): string => (t.type === 'socket' ? `unix://${t.path}` : t.type === 'stdio' ? t.storeUri : t.store.uri)
+
 const stateDir = (env: NodeJS.ProcessEnv): string => env.NIX_STATE_DIR || '/nix/var/nix'
 
 /** The daemon socket Nix itself would use under `env`. */
