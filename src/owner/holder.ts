@@ -2,10 +2,8 @@
 // that owner until the owner exits. Holds reach it over a Unix socket in the user's private
 // directory (runtime-dir.ts, handover.ts).
 
-import { randomBytes } from 'node:crypto'
-import { closeSync, constants, linkSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs'
-import { createConnection, createServer, type Server, type Socket } from 'node:net'
-import { join } from 'node:path'
+import { closeSync, constants, openSync, readdirSync, readFileSync, writeSync } from 'node:fs'
+import { createServer, type Server, type Socket } from 'node:net'
 import { HoldError, isHoldError } from '../errors.js'
 import { openRoots } from '../hold/active.js'
 import type { StoreRoots } from '../hold/types.js'
@@ -13,7 +11,8 @@ import { resolveStore } from '../store/resolve.js'
 import { field, holderSocketPath, LineSocket, type HandOverHeader, type HandOverReply } from './handover.js'
 import { parseStartup, type HolderStartup } from './holder-env.js'
 import { isRunning, type ProcessId } from './process.js'
-import { fileIdOf, runtimeDir, sameFile, type FileId } from './runtime-dir.js'
+import { listenAs, ownsName, releaseName } from './listen.js'
+import { runtimeDir, type FileId } from './runtime-dir.js'
 
 /**
  * What one holder takes at most. Only the owner's user can connect, but a hold of that user may
@@ -53,15 +52,6 @@ function readHeader(message: unknown): HandOverHeader | undefined {
 
 const refusal = (kind: 'protocol' | 'store', message: string): HandOverReply => ({ error: { kind, message } })
 
-// Whether something accepts connections on the socket at `path`. A busy one (EAGAIN: its backlog
-// is full) is live too.
-const listening = (path: string): Promise<boolean> =>
-  new Promise((resolve) => {
-    const socket = createConnection({ path })
-    socket.once('connect', () => (socket.destroy(), resolve(true)))
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'EAGAIN'))
-  })
-
 // Messages to the owner's terminal carry text of the holder's own making; still, nothing in them
 // may move the cursor or start a line that looks like another program's
 const printable = (s: string): string => s.replace(/[\x00-\x1f\x7f]/g, '?')
@@ -99,43 +89,23 @@ export class Holder {
 
   /**
    * Listens for holds; 'taken' when another holder for this owner listens already (two holds that
-   * both found none start one each, and only one of them gets the name).
-   *
-   * The socket is bound under a name of its own first and then linked to the owner's name, which
-   * fails if that name exists: so a live holder's socket is never replaced. A name left by a
-   * holder that was killed (nothing listens on it) is replaced by renaming over it.
+   * both found none start one each, and only one of them gets the name: owner/listen.ts).
    */
   async listen(): Promise<'ready' | 'taken'> {
-    const fresh = join(this.#dir, `${randomBytes(16).toString('hex')}.sock`)
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject)
-      this.#server.listen({ path: fresh }, () => resolve())
-    })
-    this.#bound = fileIdOf(fresh)
-    let result: 'ready' | 'taken' = 'ready'
-    try {
-      linkSync(fresh, this.#path)
-      unlinkSync(fresh)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
-      if (await listening(this.#path)) result = 'taken'
-      else renameSync(fresh, this.#path)
-    }
-    if (result === 'taken') {
-      this.#server.close() // Node removes the socket's own name as it closes it
-      return result
-    }
+    const { state, bound } = await listenAs(this.#server, this.#dir, this.#path)
+    if (state === 'taken') return state
+    this.#bound = bound
     this.#watch = setInterval(() => this.#look(), WATCH_MS)
     // an owner that exited while this holder started is seen at once
     this.#look()
-    return result
+    return state
   }
 
   // Stops once the owner has exited. A holder whose name another took over (two replaced a stale
   // name at once) is one no new hold can reach: once it holds nothing, it has no more to do.
   #look(): void {
     if (!isRunning(this.#owner)) return void this.stop()
-    if (!sameFile(fileIdOf(this.#path), this.#bound) && this.#groups.size === 0 && this.#live.size === 0) void this.stop()
+    if (!ownsName(this.#path, this.#bound) && this.#groups.size === 0 && this.#live.size === 0) void this.stop()
   }
 
   /** Settles once the holder has stopped and dropped every root. */
@@ -148,14 +118,7 @@ export class Holder {
     if (this.#stopped) return this.#done
     this.#stopped = true
     clearInterval(this.#watch)
-    // the name is this holder's to remove only while it still names this holder's socket
-    if (sameFile(fileIdOf(this.#path), this.#bound)) {
-      try {
-        unlinkSync(this.#path)
-      } catch {
-        // gone already
-      }
-    }
+    releaseName(this.#path, this.#bound)
     this.#server.close()
     for (const line of this.#live) line.destroy()
     const groups = [...this.#groups.values()]
