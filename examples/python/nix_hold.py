@@ -117,13 +117,14 @@ def nix_hold(command, *, store=None, nix_hold_command=("nix-hold",), env=None):
     ours, theirs = socket.socketpair()
     with ours:
         store_flags = [] if store is None else ["--store", store]
-        proc = subprocess.Popen(
-            [*nix_hold_command, "--fd", str(theirs.fileno()), *store_flags, "--", *command],
-            pass_fds=[theirs.fileno()],
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-        theirs.close()  # only the child keeps that end: its EOF is our signal, and ours is its
+        with theirs:  # closed here, whether nix-hold starts or not
+            proc = subprocess.Popen(
+                [*nix_hold_command, "--fd", str(theirs.fileno()), *store_flags, "--", *command],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        # only the child keeps that end now: its EOF is our signal, and ours is its
         channel = ours.makefile("rwb", buffering=0)
         try:
             hold = Hold(proc, channel)
@@ -131,7 +132,11 @@ def nix_hold(command, *, store=None, nix_hold_command=("nix-hold",), env=None):
             yield hold
             hold._release()
         finally:
+            # Closing the file object alone leaves the socket open (it only drops a reference),
+            # and nix-hold would wait for our EOF as long as we wait for its exit. On an exception
+            # in the block this EOF is the release: nix-hold lets go of everything and exits.
             channel.close()
+            ours.close()
             proc.wait()
 
 

@@ -85,6 +85,15 @@ function goExample(): string {
   return (goBinary = out)
 }
 
+// The Node example, compiled as a user would (Node 20 cannot parse `await using`) once for the
+// file, beside it so that 'nix-hold' resolves to this package
+let nodeBinary: string | undefined
+async function nodeExample(): Promise<string> {
+  const outfile = join(EXAMPLES, 'node', 'hold.mjs')
+  if (!nodeBinary) await build({ entryPoints: [join(EXAMPLES, 'node', 'hold.ts')], outfile, format: 'esm', platform: 'node', target: 'node20', logLevel: 'error' })
+  return (nodeBinary = outfile)
+}
+
 // An example in its --for form: held while it runs (it waits for a line on stdin), and gone, with
 // its holder, once it has exited
 async function holdsForItsLife(file: string, args: string[]): Promise<void> {
@@ -161,6 +170,35 @@ except NixHoldError as e:  # a stand-in that exits at once, saying nothing
     expect((await once(child, 'exit'))[0]).toBe(0)
   })
 
+  it('python: an exception in the with block leaves it within a second, nix-hold gone and nothing held', async () => {
+    const program = `
+import json, sys
+sys.path.insert(0, ${JSON.stringify(join(EXAMPLES, 'python'))})
+from nix_hold import nix_hold
+hold = None
+try:
+    with nix_hold(json.loads(sys.argv[1])) as hold:
+        print("held", *hold, flush=True)
+        sys.stdin.readline()
+        raise RuntimeError("nix copy failed")
+except RuntimeError as e:
+    print("raised", e, "nix-hold exited", hold._proc.returncode, flush=True)
+`
+    const child = spawn('python3', ['-c', program, JSON.stringify(demo('nix'))], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] })
+    const next = lines(child)
+    const held = (await next()).split(' ').slice(1)
+    await nix.gc()
+    expect(await nix.isValid(held[0]!)).toBe(true)
+    const raisedAt = Date.now()
+    child.stdin!.end('\n')
+    // the exception comes out of the block as itself, once nix-hold has seen the EOF, let go and exited
+    expect(await next()).toBe('raised nix copy failed nix-hold exited 0')
+    expect(Date.now() - raisedAt).toBeLessThan(1000)
+    expect((await once(child, 'exit'))[0]).toBe(0)
+    await nix.gc()
+    expect(await nix.isValid(held[0]!)).toBe(false)
+  })
+
   it('go: nixhold.Build with ExtraFiles and a socketpair', async () => {
     await holdsThenReleases(goExample(), demo('nix-build'))
   }, 180_000)
@@ -182,10 +220,16 @@ except NixHoldError as e:  # a stand-in that exits at once, saying nothing
   })
 
   it('node: the library with await using', async () => {
-    // Node 20 cannot parse `await using`: compile the example as a user would, with esbuild
-    const outfile = join(EXAMPLES, 'node', 'hold.mjs') // beside it, so that 'nix-hold' resolves to this package
-    await build({ entryPoints: [join(EXAMPLES, 'node', 'hold.ts')], outfile, format: 'esm', platform: 'node', target: 'node20', logLevel: 'error' })
-    await holdsThenReleases(process.execPath, [outfile, ...demo('nix')])
+    await holdsThenReleases(process.execPath, [await nodeExample(), ...demo('nix')])
+  })
+
+  it('node: leaves the block, and so releases, when stdin ends without a line', async () => {
+    const { child, next, paths } = await startHeld(process.execPath, [await nodeExample(), ...demo('nix')])
+    child.stdin!.end()
+    expect(await next()).toBe('released')
+    expect((await once(child, 'exit'))[0]).toBe(0)
+    await nix.gc()
+    for (const p of paths) expect(await nix.isValid(p)).toBe(false)
   })
 })
 
