@@ -6,7 +6,9 @@
 // the path is deleted anyway (fixed in Nix 2.35.0). A root is therefore trustworthy only once no
 // collection that was running when it was added is still running: then whatever that collection
 // deleted is gone, and the validity answer that follows is final, because a collection that starts
-// later reads the root at its start. Nix 2.3 needs none of this (adding a root waits for a running
+// later reads the root at its start. The fix is in the collector, not in the daemon that passes the
+// root on: a collection run by an older Nix in a process of its own, or by another program, has
+// the race whatever the daemon is. Nix 2.3 needs none of this (adding a root waits for a running
 // collection there), and its state directory has no collector socket, so the check costs nothing.
 //
 // A collector listens on <state dir>/gc-socket/socket from before it reads the roots until after
@@ -27,10 +29,10 @@ const IDLE = new Set(['ENOENT', 'ECONNREFUSED', 'ENOTDIR', 'EACCES'])
 
 /**
  * Connects to the collector's socket: 'idle' when nothing listens; 'ended' once the collection
- * that accepted us has ended; 'retry' for a connect that failed otherwise (EAGAIN: its backlog of
- * waiting connections is full, so a collection is running).
+ * that accepted us has ended (`accepted` is called as it does); 'retry' for a connect that failed
+ * otherwise (EAGAIN: its backlog of waiting connections is full, so a collection is running).
  */
-function probe(path: string, signal: AbortSignal | undefined): Promise<'idle' | 'ended' | 'retry'> {
+function probe(path: string, signal: AbortSignal | undefined, accepted: () => void): Promise<'idle' | 'ended' | 'retry'> {
   return new Promise((resolve) => {
     const socket = createConnection({ path })
     let connected = false
@@ -39,6 +41,7 @@ function probe(path: string, signal: AbortSignal | undefined): Promise<'idle' | 
     signal?.addEventListener('abort', onAbort, { once: true })
     socket.once('connect', () => {
       connected = true
+      accepted()
       // Nothing is sent: the collector's reader sees no path, and ends our connection when done.
       // We never close it first, short of an abort: Nix 2.5 to 2.35 (at least) abort the whole
       // collection (std::terminate in its socket server) when a client hangs up within about a
@@ -67,32 +70,40 @@ export interface WaitOptions {
 export async function waitForCollections(stateDir: string, { onWait, signal }: WaitOptions = {}): Promise<boolean> {
   const path = gcSocketPath(stateDir)
   let waited = false
-  for (;;) {
-    signal?.throwIfAborted()
-    const state = await probe(path, signal)
-    if (state === 'idle') return waited
+  // told as the wait begins, not once it is over
+  const running = () => {
     if (!waited) onWait?.(path)
     waited = true
-    // a full backlog gives no connection to wait on: try again shortly
-    if (state === 'retry') await sleep(20, undefined, signal ? { signal } : {})
+  }
+  for (;;) {
+    signal?.throwIfAborted()
+    const state = await probe(path, signal, running)
+    if (state === 'idle') return waited
+    if (state === 'retry') {
+      running()
+      // a full backlog gives no connection to wait on: try again shortly
+      await sleep(20, undefined, signal ? { signal } : {})
+    }
   }
 }
 
 /**
  * How a root on this connection is made trustworthy against a collection already running:
- * - 'none': the daemon needs nothing: Nix 2.3 (protocol below 1.32; 2.4 to 2.6 say 1.32) makes
- *   a root wait for a running collection itself, and Nix 2.35.0 fixed the race (its deletion loop looks at
- *   roots that arrived late);
  * - 'gc-socket': wait on the collector's socket in the store's state directory, which this
- *   machine can see (one refused connect when no collection runs);
+ *   machine can see (one refused connect when no collection runs). Whatever the daemon is: the
+ *   process collecting need not be the daemon (root's nix-collect-garbage of an older Nix collects
+ *   in its own process and serves the socket itself, as third-party collectors do);
+ * - 'none': where that socket cannot be seen, and the daemon needs nothing: Nix 2.3 (protocol
+ *   below 1.32; 2.4 to 2.6 say 1.32) makes a root wait for a running collection itself, and Nix
+ *   2.35.0 fixed the race (its deletion loop looks at roots that arrived late);
  * - 'daemon': ask the daemon to wait (DaemonConnection.waitForCollector): another machine's store,
  *   or a daemon socket whose state directory is not known here.
  */
 export type CollectorWait = 'none' | 'gc-socket' | 'daemon'
 
 export function collectorWait(stateDir: string | undefined, minor: number, daemonVersion: string | undefined): CollectorWait {
-  if (minor < 32 || hasRaceFix(daemonVersion)) return 'none'
-  return stateDir === undefined ? 'daemon' : 'gc-socket'
+  if (stateDir !== undefined) return 'gc-socket'
+  return minor < 32 || hasRaceFix(daemonVersion) ? 'none' : 'daemon'
 }
 
 /**

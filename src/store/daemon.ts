@@ -4,7 +4,7 @@
 import { HoldError, isHoldError } from '../errors.js'
 import { checkMinor, GcAction, NEWEST_MINOR, OLDEST_MINOR, Op, Trust, WORKER_MAGIC_1, WORKER_MAGIC_2, majorOf, minorOf, protocolVersion } from './protocol.js'
 import { describeTarget, type DaemonTarget } from './resolve.js'
-import { Responses } from './responses.js'
+import { Responses, type Refused } from './responses.js'
 import { openTransport } from './open-transport.js'
 import type { Transport } from './transport.js'
 import { WireWriter, type WireReader } from './wire.js'
@@ -144,7 +144,7 @@ export class DaemonConnection {
 
   /** Registers `path` (valid or not yet) as a GC root for as long as this connection is open. */
   async addTempRoot(path: string): Promise<void> {
-    await this.#request(new WireWriter().u64(Op.AddTempRoot).bytes(path), readWord)
+    await this.#request(new WireWriter().u64(Op.AddTempRoot).bytes(path), readWord, this.#cannotRoot)
   }
 
   /** Registers every path, pipelined: one write, then one response each; rejects with the first failure. */
@@ -153,9 +153,18 @@ export class DaemonConnection {
     if (this.#failure) return Promise.reject(this.#failure)
     const w = new WireWriter(paths.length * 96)
     for (const p of paths) w.u64(Op.AddTempRoot).bytes(p)
-    const answered = this.#responses.expectMany(paths.length, readWord)
+    const answered = this.#responses.expectMany(paths.length, readWord, this.#cannotRoot)
     this.#send(w.finish())
     return answered
+  }
+
+  // An AddTempRoot answered with an error: the daemon keeps no temporary roots at all (Harmonia's
+  // and snix's daemons refuse every one), or cannot now (Nix, with its temp-roots file unwritable).
+  // Either way nothing of that request is held, and asking again on a new connection would not
+  // change it.
+  readonly #cannotRoot = (why: string): HoldError => {
+    const version = this.#daemonVersion === undefined ? '' : ` (it says it is ${JSON.stringify(this.#daemonVersion)})`
+    return new HoldError('store', `${describeTarget(this.target)} cannot keep temporary roots, which is how nix-hold holds paths: its daemon${version} refused AddTempRoot: ${why}`)
   }
 
   /**
@@ -190,15 +199,15 @@ export class DaemonConnection {
     await this.close()
   }
 
-  #request<T>(w: WireWriter, decode: (r: WireReader) => T): Promise<T> {
-    const promise = this.#response(decode)
+  #request<T>(w: WireWriter, decode: (r: WireReader) => T, refused?: Refused): Promise<T> {
+    const promise = this.#response(decode, refused)
     this.#send(w.finish())
     return promise
   }
 
   // A response is a stderr loop and then, after LAST, a value.
-  #response<T>(decode: (r: WireReader) => T): Promise<T> {
-    return this.#failure ? Promise.reject(this.#failure) : this.#responses.expect('stderr', decode)
+  #response<T>(decode: (r: WireReader) => T, refused?: Refused): Promise<T> {
+    return this.#failure ? Promise.reject(this.#failure) : this.#responses.expect('stderr', decode, refused)
   }
 
   // A bare value, as in the handshake before the first stderr loop.
@@ -236,7 +245,13 @@ export class DaemonConnection {
     if (!this.#handshaken) {
       // Nix checks allowed-users and trusted-users, and opens its store, before it says a word;
       // either failing, it hangs up without one (its own log says which)
-      return new HoldError('store', `${where} ${how} before the handshake: the daemon refused this user (see allowed-users and trusted-users in its nix.conf) or could not open its store`, { cause: err })
+      const refused = 'the daemon refused this user (see allowed-users and trusted-users in its nix.conf) or could not open its store'
+      if (this.#minor < this.#daemonMinor) {
+        // we announced less than it speaks (--protocol-minor): Lix hangs up on any client below
+        // its own 1.35, after its version and before a word of its own, just the same
+        return new HoldError('store', `${where} ${how} before the handshake: it may refuse a client that announces protocol 1.${this.#minor} (Lix's daemon refuses any below 1.35), or ${refused}`, { cause: err })
+      }
+      return new HoldError('store', `${where} ${how} before the handshake: ${refused}`, { cause: err })
     }
     return new HoldError('store', `${where} ${how}`, { cause: err })
   }

@@ -5,6 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { HoldError } from '../errors.js'
 import type { DaemonConnection } from './daemon.js'
+import { isDaemonAnswer } from './responses.js'
 
 /**
  * Readies a replacement before it takes over, typically by rooting again what the lost one held.
@@ -92,7 +93,9 @@ export class ReconnectingConnection {
         if (!conn.isOpen) throw await conn.lost
         return await request(conn)
       } catch (err) {
-        if (this.#stop.signal.aborted || conn.isOpen) throw err
+        // the daemon's own error answer stands even if it hung up right after: a replacement
+        // would be told the same (a daemon that keeps no roots refuses every one)
+        if (this.#stop.signal.aborted || conn.isOpen || isDaemonAnswer(err)) throw err
         if (this.#attempts !== undefined && runs >= this.#attempts) throw err
         // lost while the request was out: its watcher (subscribed before this request, so told
         // first) is replacing it, or the next turn of this loop does

@@ -12,9 +12,23 @@ interface Pending {
   // 'stderr': still in the log-message loop; 'result': the loop ended with LAST, the value follows
   phase: 'stderr' | 'result'
   readonly decode: (r: WireReader) => unknown
+  // what an error answer means for this request, in the daemon's words
+  readonly refused: Refused
   readonly resolve: (value: unknown) => void
   readonly reject: (err: Error) => void
 }
+
+/** Makes the error a request is rejected with when the daemon answers it with one. */
+export type Refused = (message: string) => HoldError
+
+const plainly: Refused = (message) => new HoldError('store', message)
+
+// The errors that are a daemon's answer to a request, as against the loss of the connection it
+// was sent on: an answer stands whatever happens to the connection after it.
+const answers = new WeakSet<Error>()
+
+/** Whether `err` is a daemon's error answer to a request (not a lost connection, not ours). */
+export const isDaemonAnswer = (err: unknown): boolean => err instanceof Error && answers.has(err)
 
 /** Answers matched to requests by order, since a daemon answers strictly one request after another. */
 export class Responses {
@@ -42,9 +56,9 @@ export class Responses {
   }
 
   /** Waits for an answer: a stderr loop ending in LAST and then a value (`stderr`), or a bare value (`result`, as in the handshake). */
-  expect<T>(phase: Pending['phase'], decode: (r: WireReader) => T): Promise<T> {
+  expect<T>(phase: Pending['phase'], decode: (r: WireReader) => T, refused: Refused = plainly): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#pending.push({ phase, decode, resolve: resolve as (v: unknown) => void, reject })
+      this.#pending.push({ phase, decode, refused, resolve: resolve as (v: unknown) => void, reject })
       // bytes for this answer may already be here: the daemon can answer before we ask to read
       if (this.#pending.size === 1 && this.#buf.length > this.#at) this.#drainOrReport()
     })
@@ -54,7 +68,7 @@ export class Responses {
    * Waits for `count` answers of one kind with one promise (thousands of pipelined requests need
    * not cost thousands of promises); rejects with the first failure.
    */
-  expectMany(count: number, decode: (r: WireReader) => unknown): Promise<void> {
+  expectMany(count: number, decode: (r: WireReader) => unknown, refused: Refused = plainly): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       let left = count
       let failed = false
@@ -63,7 +77,7 @@ export class Responses {
         if (!failed) reject(err)
         failed = true
       }
-      for (let i = 0; i < count; i++) this.#pending.push({ phase: 'stderr', decode, resolve: done, reject: fail })
+      for (let i = 0; i < count; i++) this.#pending.push({ phase: 'stderr', decode, refused, resolve: done, reject: fail })
       if (this.#pending.size === count && this.#buf.length > this.#at) this.#drainOrReport()
     })
   }
@@ -130,7 +144,9 @@ export class Responses {
         // the same reason are two answers on a live connection.
         this.#lastError = msg.message
         this.#pending.shift()
-        head.reject(new HoldError('store', msg.message))
+        const answer = head.refused(msg.message)
+        answers.add(answer)
+        head.reject(answer)
       } else if (msg.type === 'read' || msg.type === 'write') {
         throw new HoldError('store', `the Nix daemon asked to ${msg.type} data, which no operation nix-hold sends needs`)
       }

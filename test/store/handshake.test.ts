@@ -1,12 +1,18 @@
 // The handshake and the response loop against a scripted daemon, for versions the local Nix 2.8
 // cannot play (1.35 trust status, 1.38 features) and for broken daemons.
 
+import { once } from 'node:events'
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { createServer, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { holdPaths } from '../../src/hold/start.js'
 import { collectorWait, hasRaceFix } from '../../src/store/collector.js'
 import { DaemonConnection } from '../../src/store/daemon.js'
 import { cat, hex, str, strs, word } from '../helpers/bytes.js'
 import { fakeDaemon, type ScriptedPeer } from '../helpers/fake-daemon.js'
+import { startWrapper } from '../helpers/wrapper.js'
 
 const MAGIC_1 = hex('6378696e00000000') // "nixc" little-endian
 const MAGIC_2 = hex('6f69786400000000') // "dxio"
@@ -103,6 +109,23 @@ describe('handshake', () => {
         await expect(DaemonConnection.open({ type: 'socket', path })).rejects.toMatchObject({
           kind: 'store',
           message: expect.stringMatching(/(closed|dropped) the connection.* before the handshake: the daemon refused this user/),
+        })
+      },
+    )
+  })
+
+  it('says that a daemon hanging up right after its version may refuse the protocol we announced below its own (Lix below 1.35)', async () => {
+    await withDaemon(
+      async (peer) => {
+        await peer.expect(cat(MAGIC_1, v(34)))
+        peer.send(cat(MAGIC_2, v(35)))
+        await peer.expect(clientTail(34))
+        peer.socket.end() // Lix: "the Nix client version is too old", in its own log only
+      },
+      async (path) => {
+        await expect(DaemonConnection.open({ type: 'socket', path }, { maxMinor: 34 })).rejects.toMatchObject({
+          kind: 'store',
+          message: expect.stringMatching(/before the handshake: it may refuse a client that announces protocol 1\.34 \(Lix's daemon refuses any below 1\.35\), or the daemon refused this user/),
         })
       },
     )
@@ -281,4 +304,127 @@ it('tells which daemons have Nix 2.35.0\'s fix of the collector race', () => {
   expect(fixed.map(hasRaceFix)).toEqual(fixed.map(() => true))
   expect(not.map(hasRaceFix)).toEqual(not.map(() => false))
   expect([collectorWait('/var', 38, '2.34.8'), collectorWait(undefined, 38, '2.34.8'), collectorWait(undefined, 21, undefined), collectorWait(undefined, 38, '2.35.2')]).toEqual(['gc-socket', 'daemon', 'none', 'none'])
+  // a collector this machine can see is asked whatever the daemon is: it may not be the daemon's
+  expect([collectorWait('/var', 38, '2.35.2'), collectorWait('/var', 21, undefined)]).toEqual(['gc-socket', 'gc-socket'])
+})
+
+// A collector on this machine is not always the daemon's: root's nix-collect-garbage of an older
+// Nix collects in its own process and serves the collector's socket itself, as third-party
+// collectors do. So the socket is asked wherever this machine can see it, whatever the daemon
+// says it is; only the wait through the daemon is left out for a daemon with Nix 2.35's fix.
+describe('waiting on the collector socket of a store this machine can see', () => {
+  const path = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-held'
+
+  it('waits for a collection running there before confirming, even with a daemon that says 2.35.2', async () => {
+    // the store's state directory: the daemon's socket at daemon-socket/socket (a link to the
+    // scripted one) names it, and the collector listens at gc-socket/socket
+    const state = mkdtempSync(join(tmpdir(), 'nix-hold-state-'))
+    let collectionEnded = false
+    let checkedAfterEnd: boolean | undefined
+    const d = fakeDaemon(async (peer) => {
+      await peer.expect(cat(MAGIC_1, v(38)))
+      peer.send(cat(MAGIC_2, v(38)))
+      await peer.expect(clientTail(38))
+      peer.send(cat(strs(['delete-dead-specific-referrers', 'realisation-with-path-not-hash']), str('2.35.2'), word(1), LAST))
+      await peer.expect(cat(word(11), str(path)))
+      peer.send(cat(LAST, word(1)))
+      // the validity check, which must come only once the collection has ended
+      await peer.expect(cat(word(31), strs([path]), word(0)))
+      checkedAfterEnd = collectionEnded
+      peer.send(cat(LAST, strs([path])))
+      await peer.closed()
+    })
+    const collector = createServer()
+    try {
+      mkdirSync(join(state, 'daemon-socket'))
+      symlinkSync(d.path, join(state, 'daemon-socket', 'socket'))
+      mkdirSync(join(state, 'gc-socket'))
+      let probed!: (socket: Socket) => void
+      const connected = new Promise<Socket>((resolve) => (probed = resolve))
+      collector.on('connection', (socket) => probed(socket))
+      collector.listen(join(state, 'gc-socket', 'socket'))
+      await once(collector, 'listening')
+
+      const messages: string[] = []
+      let said!: () => void
+      const waiting = new Promise<void>((resolve) => (said = resolve))
+      const log = (m: string) => (messages.push(m), said())
+      const env = { NIX_REMOTE: 'daemon', NIX_STATE_DIR: state, NIX_STORE_DIR: '/nix/store' }
+      const holding = holdPaths([path], { env, log })
+      const first = await Promise.race([holding.then(() => 'held'), waiting.then(() => 'waiting for the collection')])
+      expect(first).toBe('waiting for the collection')
+      expect(messages).toEqual([`a garbage collection is running; waiting for it to end before confirming ${path}`])
+      // the collection ends as Nix's does: no more listening, then every client connection shut
+      collector.close()
+      collectionEnded = true
+      ;(await connected).end()
+      const hold = await holding
+      expect(hold.paths).toEqual([path])
+      expect(checkedAfterEnd).toBe(true)
+      await hold.release()
+      await d.result
+    } finally {
+      collector.close()
+      d.close()
+      rmSync(state, { recursive: true, force: true })
+    }
+  })
+})
+
+// Daemons that speak the protocol but keep no temporary roots: Harmonia's and snix's answer
+// AddTempRoot with an error (both announce 1.37, so the error is the structured form of 1.26 on:
+// type, level, name, message, no position, no traces). Harmonia goes on serving the connection;
+// the snix daemon is played hanging up after its error.
+describe('a daemon that cannot keep temporary roots', () => {
+  const path = '/nix/store/0123456789abcdfghijklmnpqrsvwxyz-held'
+  const refusal = (message: string) => cat(ERROR, str('Error'), word(0), str('Error'), str(message), word(0), word(0))
+  const HARMONIA = ['2.24.0 (Harmonia)', 2, 'AddTempRoot is not supported by this store', 'serves on'] as const
+  const SNIX = ['2.18.2', 1, 'unsupported operation AddTempRoot', 'hangs up'] as const
+
+  // Serves each connection as such a daemon does, counting them.
+  function refusingDaemon([version, trust, message, after]: typeof HARMONIA | typeof SNIX) {
+    const served = { connections: 0 }
+    const d = fakeDaemon(async (peer) => {
+      served.connections++
+      await peer.expect(cat(MAGIC_1, v(38)))
+      peer.send(cat(MAGIC_2, v(37)))
+      await peer.expect(clientTail(37))
+      peer.send(cat(str(version), word(trust), LAST))
+      // its socket names no state directory: the roots, the wait through the daemon and the check
+      // go out in one write
+      await peer.expect(cat(word(11), str(path), word(20), word(0), word(0), word(0), word(0), word(0), word(0), word(0), word(31), strs([path]), word(0)))
+      peer.send(refusal(message))
+      if (after === 'hangs up') return
+      peer.send(refusal('CollectGarbage is not supported by this store'))
+      peer.send(cat(LAST, strs([path])))
+      await peer.closed()
+    })
+    cleanup = d.close
+    return { ...d, served }
+  }
+  const said = (socket: string, version: string, message: string) =>
+    `the Nix daemon socket ${socket} cannot keep temporary roots, which is how nix-hold holds paths: its daemon (it says it is ${JSON.stringify(version)}) refused AddTempRoot: ${message}`
+
+  it.each([
+    ['Harmonia', HARMONIA],
+    ['snix', SNIX],
+  ] as const)('%s\'s is a store error at once, with nothing held and no second connection', async (_, daemon) => {
+    const d = refusingDaemon(daemon)
+    const started = Date.now()
+    const holding = holdPaths([path], { env: { NIX_REMOTE: `unix://${d.path}`, NIX_STORE_DIR: '/nix/store' } })
+    await expect(holding).rejects.toMatchObject({ kind: 'store', message: said(d.path, daemon[0], daemon[2]) })
+    expect(Date.now() - started).toBeLessThan(1000)
+    await d.result
+    expect(d.served.connections).toBe(1)
+  }, 10_000)
+
+  it('makes the command say so and exit 3, with no kept', async () => {
+    const d = refusingDaemon(HARMONIA)
+    const w = startWrapper(['--store', `unix://${d.path}`, '--keep', path], { ...process.env, NIX_STORE_DIR: '/nix/store' })
+    expect(await w.next()).toEqual({ error: { kind: 'store', message: said(d.path, HARMONIA[0], HARMONIA[2]) } })
+    expect((await w.exit).code).toBe(3)
+    expect(w.received).toHaveLength(1)
+    expect(w.stderr()).toContain('cannot keep temporary roots')
+    await d.result
+  }, 10_000)
 })

@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest'
 import { HoldError } from '../../src/errors.js'
 import type { DaemonConnection } from '../../src/store/daemon.js'
 import { ReconnectingConnection } from '../../src/store/reconnecting.js'
+import { Responses } from '../../src/store/responses.js'
+import { cat, str, word } from '../helpers/bytes.js'
 
 /** A stand-in connection: lose() drops it as a dead daemon would. */
 function standIn(name: string) {
@@ -185,5 +187,28 @@ describe('ReconnectingConnection', () => {
     expect(runs).toBe(1)
     await rc.close()
     expect(first.closed).toBe(true)
+  })
+
+  it('does not run a request again that the daemon answered with an error and then hung up', async () => {
+    // the daemon's answer, read from its bytes as a real connection reads them
+    const responses = new Responses(() => 38, () => undefined)
+    const answered = responses.expect('stderr', (r) => r.u64(), (why) => new HoldError('store', `refused: ${why}`))
+    responses.receive(cat(word(0x63787470), str('Error'), word(0), str('Error'), str('AddTempRoot is not supported'), word(0), word(0)))
+    const first = standIn('first')
+    let replaced = false
+    const rc = new ReconnectingConnection(asConn(first), { open: async () => ((replaced = true), asConn(standIn('second'))), label: '' })
+    rc.retryUntilClosed(async () => undefined)
+    let runs = 0
+    await expect(
+      rc.use(async () => {
+        runs++
+        const refusal = await answered.catch((err: unknown) => err)
+        first.lose() // its hang-up after the error arrives before the request is judged
+        throw refusal
+      }),
+    ).rejects.toThrow('refused: AddTempRoot is not supported')
+    expect(runs).toBe(1)
+    await rc.close()
+    expect(replaced).toBe(true) // the lost connection itself is still replaced, for what it held
   })
 })
