@@ -36,6 +36,11 @@ export interface NixVersion {
   readonly minor: number
   /** Whether this is Nix 2.3 or older: `nix build` has no --json, and files live where NIX_DATA_DIR says. */
   readonly legacy: boolean
+  /**
+   * Whether this is Lix ("nix-store (Lix, like Nix) 2.95.3"): its daemon speaks 1.35 and refuses
+   * clients that offer less, and it has `nix store ping` where Nix has `nix store info`.
+   */
+  readonly lix: boolean
 }
 
 function versionOf(bin: string | undefined): NixVersion {
@@ -44,7 +49,7 @@ function versionOf(bin: string | undefined): NixVersion {
   const m = /(\d+)\.(\d+)(\.\d+)?/.exec(out)
   if (!m) throw new Error(`cannot read a version from ${exe} --version: ${out}`)
   const [major, minor] = [Number(m[1]), Number(m[2])]
-  return { text: m[0], major, minor, legacy: major < 2 || (major === 2 && minor < 4) }
+  return { text: m[0], major, minor, legacy: major < 2 || (major === 2 && minor < 4), lix: /\(Lix\b/.test(out) }
 }
 
 // Nix 2.3 reads its corepkgs and build hook from compiled-in /opt paths unless told where its tree
@@ -62,10 +67,11 @@ export function nixVersions(): { client: NixVersion; daemon: NixVersion } {
   return versions
 }
 
-/** A label for this project's Nix, as failures and skips name it: "2.24.15" or "2.24.15 daemon, 2.8.0 client". */
+/** A label for this project's Nix, as test names give it: "Nix 2.24.15", "Lix 2.95.3" or "Nix 2.24.15 daemon, 2.8.0 client". */
 export function nixLabel(): string {
   const { client, daemon } = nixVersions()
-  return client.text === daemon.text ? client.text : `${daemon.text} daemon, ${client.text} client`
+  const name = (v: NixVersion) => `${v.lix ? 'Lix' : 'Nix'} ${v.text}`
+  return client.text === daemon.text ? name(client) : `${name(daemon)} daemon, ${client.text} client`
 }
 
 /**

@@ -1,7 +1,8 @@
 // One isolated Nix instance per test file, started and stopped around its tests.
 
-import { afterAll, beforeAll } from 'vitest'
+import { afterAll, beforeAll, expect } from 'vitest'
 import { startNix, type NixInstance } from './nix-instance.js'
+import { startWrapper, type Mode } from './wrapper.js'
 
 export { FIXTURES, demoCommand, failedBuildCode, scriptCommand, stepsOf, nixEnv, nixLabel, nixVersions, startNix, type NixInstance } from './nix-instance.js'
 
@@ -28,3 +29,25 @@ export function useNix(): NixInstance {
 let counter = 0
 /** A name no other test in this run uses, for a derivation argument or a file. */
 export const unique = (label: string): string => `${label}-${process.pid}-${++counter}`
+
+/**
+ * Runs `command` under nix-hold with its channel on `mode`, checks that a collection spares what
+ * it built while held, then ends the hold (`release`: {"release":true}; `eof`: the caller closes
+ * the channel) and checks that nix-hold exits 0 and a collection takes it.
+ */
+export async function holdsUntilEnded(nix: NixInstance, command: readonly string[], mode: Mode = 'fd', end: 'release' | 'eof' = 'release'): Promise<void> {
+  const w = startWrapper(['--', ...command], nix.env, mode)
+  const built = (await w.next()).built!
+  expect(built).toHaveLength(1)
+  await nix.gc()
+  expect(await nix.isValid(built[0]!)).toBe(true)
+  if (end === 'release') {
+    w.send({ release: true })
+    expect(await w.next()).toEqual({ released: true })
+  } else {
+    w.end()
+  }
+  expect((await w.exit).code).toBe(0)
+  await nix.gc()
+  expect(await nix.isValid(built[0]!)).toBe(false)
+}
