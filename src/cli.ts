@@ -101,7 +101,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     inv = parseInvocation(argv)
     if (typeof inv === 'object' && inv.channel) checkChannel(inv.channel)
     if (typeof inv === 'object' && inv.owner !== undefined) {
-      const [{ checkOwnedBy, processNow }, { runtimeDir }] = await Promise.all([import('./owner/process.js'), import('./owner/runtime-dir.js')])
+      const [{ checkOwnedBy, processNow }, { runtimeDir }] = await Promise.all([import('./owner/process.js'), import('./rendezvous/runtime-dir.js')])
       owner = processNow(inv.owner)
       // a process of another user, or a private directory that cannot be used, is refused now,
       // not after the build
@@ -191,6 +191,11 @@ async function mainFor(inv: Invocation, owner: ProcessId, stopped: AbortSignal):
   const holderCommand = [process.execPath, ...process.execArgv, process.argv[1]!]
   const [{ holdFor }, { isRunning }] = await Promise.all([import('./owner/for.js'), import('./owner/process.js')])
   try {
+    if (inv.proxy) {
+      const { proxyUri } = await import('./owner/for.js')
+      await print(`${await proxyUri(owner, options, holderCommand)}\n`)
+      return 0
+    }
     const paths = await holdFor(owner, { keep: inv.keep, operands: inv.operands, maxHoldMs: inv.maxHoldMs }, options, holderCommand)
     await print(paths.map((p) => `${p}\n`).join(''))
     return 0

@@ -9,6 +9,7 @@ export const USAGE = `Usage:
   nix-hold --for PID [options] -- nix build ARGS...
   nix-hold --for PID [options] -- nix-build ARGS...
   nix-hold --for PID [options] --keep PATH...
+  nix-hold --for PID --proxy [--store URL]
   nix-hold (--fd N | --command-fd R --status-fd W | --stdio) [options] -- nix build ARGS...
   nix-hold (--fd N | --command-fd R --status-fd W | --stdio) [options] -- nix-build ARGS...
   nix-hold (--fd N | --command-fd R --status-fd W | --stdio) [options] --keep PATH...
@@ -17,6 +18,10 @@ Builds, then keeps every output alive against garbage collection until process P
 (--for), or until the caller writes {"release":true} or closes the channel. With --for, the
 held paths are printed one per line and nix-hold exits at once, leaving one holder per PID in
 the background. On a channel, events go out as JSON lines: {"built":[...]}.
+
+With --for PID --proxy, nix-hold prints a store URI (unix://...) and exits: every Nix command
+given it (export NIX_REMOTE=$(nix-hold --for $$ --proxy)) keeps what it builds, adds or uses
+alive until process PID exits.
 
 How long (exactly one):
   --for PID             until process PID exits (for a script, $$)
@@ -27,6 +32,7 @@ How long (exactly one):
 
 Options:
   --keep                hold existing paths (given as arguments) instead of building
+  --proxy               with --for: print a store URI that holds what Nix commands do through it
   --store URL           the store to build in and hold roots on (as nix --store)
   --max-hold SECONDS    release on its own after this long (on a channel, sending {"expired":true})
   --protocol-minor N    announce at most worker protocol 1.N, 21 to 38 (for testing)
@@ -43,6 +49,8 @@ export interface Invocation {
   /** --for: the process whose life the hold lasts. */
   readonly owner: number | undefined
   readonly keep: boolean
+  /** --proxy: print the URI of the owner's proxy for the store, rather than build or keep. */
+  readonly proxy: boolean
   readonly operands: readonly string[]
   readonly store: string | undefined
   readonly maxHoldMs: number | undefined
@@ -104,6 +112,7 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
         stdio: { type: 'boolean' },
         for: { type: 'string' },
         keep: { type: 'boolean' },
+        proxy: { type: 'boolean' },
         store: { type: 'string' },
         'max-hold': { type: 'string' },
         'protocol-minor': { type: 'string' },
@@ -136,10 +145,15 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
   const terminator = tokens.findIndex((t) => t.kind === 'option-terminator')
   const beforeTerminator = tokens.filter((t, i) => t.kind === 'positional' && (terminator < 0 || i < terminator)).length
   const keep = values.keep === true
-  if (!keep && beforeTerminator > 0) {
+  if (!keep && beforeTerminator > 0 && values.proxy !== true) {
     throw new HoldError('usage', `unexpected argument "${positionals[0]}"; put the build command after --`)
   }
-  if (positionals.length === 0) throw new HoldError('usage', keep ? '--keep needs at least one path' : 'no build command given after --')
+  const proxy = values.proxy === true
+  if (proxy) {
+    if (owner === undefined) throw new HoldError('usage', '--proxy goes with --for PID: the proxy lasts as long as that process')
+    if (keep || positionals.length > 0) throw new HoldError('usage', '--proxy takes no paths and no build command: run Nix commands through the store URI it prints')
+    if (values['max-hold'] !== undefined || values['protocol-minor'] !== undefined) throw new HoldError('usage', '--proxy takes only --store')
+  } else if (positionals.length === 0) throw new HoldError('usage', keep ? '--keep needs at least one path' : 'no build command given after --')
 
   let maxHoldMs: number | undefined
   if (values['max-hold'] !== undefined) {
@@ -157,6 +171,7 @@ export function parseInvocation(argv: readonly string[]): Invocation | 'help' | 
     channel,
     owner,
     keep,
+    proxy,
     operands: positionals,
     store: values.store,
     maxHoldMs,

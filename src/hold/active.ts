@@ -94,6 +94,7 @@ export async function openRoots(location: StoreLocation, options: Pick<HoldOptio
       return roots.paths
     },
     add: (paths) => roots.keep(paths),
+    adopt: (paths, derivations) => roots.adopt(paths, derivations),
     release: () => roots.release(),
   }
 }

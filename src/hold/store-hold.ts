@@ -62,6 +62,28 @@ export class StoreHold {
     })
   }
 
+  /**
+   * Takes over what another connection to this store roots, while that one still does: the
+   * `paths` that are valid, and the known outputs of `derivations` that are. One that is not valid
+   * (an output never built, a failed build's) is not held, and no error. Returns what it holds.
+   */
+  async adopt(paths: readonly string[], derivations: readonly string[]): Promise<readonly string[]> {
+    let adopted: string[] = []
+    // every one is checked to be a store path first: a malformed path would end the connection
+    await this.#run([...paths, ...derivations], async (conn, unique) => {
+      const outputs = await Promise.all(derivations.map((d) => conn.derivationOutputs(d).catch(() => [] as string[])))
+      const all = [...new Set([...unique, ...outputs.flat()])]
+      const valid = await conn.queryValidPaths(all)
+      const candidates = all.filter((p) => valid.has(p))
+      // the other connection still roots them: none can be gone unless a collection that was
+      // already running took it (Nix 2.5-2.34), and then it is not held
+      const gone = new Set(await rootAndCheck(conn, candidates, this.#rooting))
+      adopted = candidates.filter((p) => !gone.has(p))
+      this.#confirm(adopted, [])
+    })
+    return adopted
+  }
+
   /** Roots paths that need not be valid yet, without asking. */
   expect(args: readonly string[]): Promise<readonly string[]> {
     return this.#run(args, async (conn, unique) => {

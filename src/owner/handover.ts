@@ -10,6 +10,11 @@
 //   hold → holder    {"paths": ["/nix/store/…-a", "/nix/store/…-b"]}        (as many lines as it takes)
 //   holder → hold    {"held": 2}   or   {"error": {"kind": …, "message": …}}
 //
+// A `--proxy` asks for the proxy of a store instead, started on first use (proxy/):
+//
+//   hold → holder    {"proxy": {"store": "unix:///…"}}
+//   holder → hold    {"proxy": "unix:///run/user/1000/nix-hold/….sock"}   or   {"error": …}
+//
 // The store is named as on the command line: the holder resolves it in its own environment, and
 // nothing in a request chooses a program for the holder to run.
 
@@ -47,6 +52,9 @@ export interface HandOver {
 export interface HandOverHeader extends Omit<HandOver, 'paths'> {
   readonly paths: number
 }
+
+/** The answer to `{"proxy": {"store": URL}}`: the proxy's store URI, or why there is none. */
+export type ProxyReply = { readonly proxy: string } | { readonly error: { readonly kind: HoldErrorKind; readonly message: string } }
 
 export type HandOverReply = { readonly held: number } | { readonly error: { readonly kind: HoldErrorKind; readonly message: string } }
 

@@ -7,12 +7,14 @@ import { createServer, type Server, type Socket } from 'node:net'
 import { HoldError, isHoldError } from '../errors.js'
 import { openRoots } from '../hold/active.js'
 import type { StoreRoots } from '../hold/types.js'
+import { storeDirFromEnv } from '../store/path.js'
 import { resolveStore } from '../store/resolve.js'
-import { field, holderSocketPath, LineSocket, type HandOverHeader, type HandOverReply } from './handover.js'
+import type { StoreProxy } from '../proxy/store-proxy.js'
+import { field, holderSocketPath, LineSocket, type HandOverHeader, type HandOverReply, type ProxyReply } from './handover.js'
 import { parseStartup, type HolderStartup } from './holder-env.js'
 import { isRunning, type ProcessId } from './process.js'
-import { listenAs, ownsName, releaseName } from './listen.js'
-import { runtimeDir, type FileId } from './runtime-dir.js'
+import { listenAs, ownsName, releaseName } from '../rendezvous/listen.js'
+import { runtimeDir, type FileId } from '../rendezvous/runtime-dir.js'
 
 /**
  * What one holder takes at most. Only the owner's user can connect, but a hold of that user may
@@ -69,6 +71,8 @@ export class Holder {
   // the groups whose connection is open, to count what is held without waiting for any other
   readonly #opened = new Map<string, StoreRoots>()
   #deadlines = 0
+  // the proxies this holder serves, by the store URL behind each
+  readonly #proxies = new Map<string, Promise<StoreProxy>>()
   // every connection open now, and those of them still sending their request, oldest first
   readonly #live = new Set<LineSocket>()
   readonly #incomplete = new Set<LineSocket>()
@@ -105,7 +109,7 @@ export class Holder {
   // name at once) is one no new hold can reach: once it holds nothing, it has no more to do.
   #look(): void {
     if (!isRunning(this.#owner)) return void this.stop()
-    if (!ownsName(this.#path, this.#bound) && this.#groups.size === 0 && this.#live.size === 0) void this.stop()
+    if (!ownsName(this.#path, this.#bound) && this.#groups.size === 0 && this.#proxies.size === 0 && this.#live.size === 0) void this.stop()
   }
 
   /** Settles once the holder has stopped and dropped every root. */
@@ -121,6 +125,8 @@ export class Holder {
     releaseName(this.#path, this.#bound)
     this.#server.close()
     for (const line of this.#live) line.destroy()
+    for (const proxy of this.#proxies.values()) void proxy.then((p) => p.stop(), () => undefined)
+    this.#proxies.clear()
     const groups = [...this.#groups.values()]
     this.#groups.clear()
     this.#opened.clear()
@@ -154,7 +160,14 @@ export class Holder {
   }
 
   async #serve(line: LineSocket, socket: Socket): Promise<void> {
-    const header = readHeader(await line.next())
+    const first = await line.next()
+    const proxy = field(field(first, 'proxy'), 'store')
+    if (typeof proxy === 'string') {
+      this.#incomplete.delete(line)
+      socket.setTimeout(0)
+      return line.end(await this.#proxyFor(proxy))
+    }
+    const header = readHeader(first)
     if (!header) return line.end(refusal('protocol', 'the holder did not understand the hand-over'))
     const held = this.#count()
     if (held + header.paths > this.#limits.paths) {
@@ -172,6 +185,32 @@ export class Holder {
     socket.setTimeout(0)
     this.#incomplete.delete(line)
     line.end(await this.#take(header, paths))
+  }
+
+  // The proxy for `store`, started on first use; its URI, or why there is none.
+  async #proxyFor(store: string): Promise<ProxyReply> {
+    try {
+      if (this.#stopped) throw new HoldError('usage', `process ${this.#owner.pid} has exited; nothing more is held for it`)
+      let proxy = this.#proxies.get(store)
+      if (!proxy) {
+        // resolved in the holder's own environment, as a hold's store is
+        proxy = (async () => {
+          const { StoreProxy, proxySocketPath } = await import('../proxy/store-proxy.js')
+          const header = { store, storeDir: storeDirFromEnv(this.#env), paths: 0 }
+          const adopt = async (paths: readonly string[], derivations: readonly string[]) => (await this.#rootsFor(header)).adopt(paths, derivations)
+          const p = new StoreProxy(proxySocketPath(this.#dir, this.#owner, store), resolveStore(store, this.#env), adopt)
+          if ((await p.listen(this.#dir)) === 'taken') throw new HoldError('store', `something else listens as the proxy ${p.path}`)
+          if (this.#stopped) p.stop()
+          return p
+        })()
+        this.#proxies.set(store, proxy)
+        proxy.catch(() => this.#proxies.get(store) === proxy && this.#proxies.delete(store))
+      }
+      return { proxy: `unix://${(await proxy).path}` }
+    } catch (err) {
+      const e = isHoldError(err) ? err : new HoldError('store', `the holder could not start a proxy: ${String(err)}`)
+      return { error: { kind: e.kind, message: e.message } }
+    }
   }
 
   #count(): number {

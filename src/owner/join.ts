@@ -8,7 +8,7 @@ import { HoldError, type HoldErrorKind } from '../errors.js'
 import { field, holderSocketPath, LineSocket, requestLines, type HandOver } from './handover.js'
 import { holderEnvironment, type HolderStartup } from './holder-env.js'
 import type { ProcessId } from './process.js'
-import { runtimeDir } from './runtime-dir.js'
+import { runtimeDir } from '../rendezvous/runtime-dir.js'
 
 // How long a hold tries to reach a holder whose socket is busy (a full listen backlog answers a
 // connect with EAGAIN) before it gives up
@@ -74,19 +74,23 @@ async function startHolder(command: readonly string[], owner: ProcessId, startup
   }
 }
 
-async function exchange(socket: Socket, owner: ProcessId, handOver: HandOver, signal?: AbortSignal): Promise<number> {
+// Sends `lines` and reads the one answer; no time limit: a root may wait for a collection to end.
+async function exchange(socket: Socket, owner: ProcessId, lines: readonly unknown[], signal?: AbortSignal): Promise<unknown> {
   const line = new LineSocket(socket, `the holder for process ${owner.pid}`)
   try {
-    for (const l of requestLines(handOver)) line.send(l)
-    // no time limit: a root may wait for a garbage collection to end
-    const reply = await line.next(signal)
-    const held = field(reply, 'held')
-    if (typeof held === 'number') return held
-    const error = field(reply, 'error')
-    throw new HoldError((field(error, 'kind') as HoldErrorKind | undefined) ?? 'store', String(field(error, 'message') ?? 'the holder gave no answer'))
+    for (const l of lines) line.send(l)
+    return await line.next(signal)
   } finally {
     line.destroy()
   }
+}
+
+// The holder's answer as a value, or its error as a HoldError
+function answerOf(reply: unknown, key: string): unknown {
+  const value = field(reply, key)
+  if (value !== undefined) return value
+  const error = field(reply, 'error')
+  throw new HoldError((field(error, 'kind') as HoldErrorKind | undefined) ?? 'store', String(field(error, 'message') ?? 'the holder gave no answer'))
 }
 
 /** Where a hold finds the holder, and what it starts one with. */
@@ -98,11 +102,8 @@ export interface JoinOptions {
   readonly signal?: AbortSignal | undefined
 }
 
-/**
- * Hands `handOver`'s paths (rooted by the caller, which keeps them rooted until this settles) to
- * the holder for `owner`, starting one if none runs; returns how many it holds.
- */
-export async function handOver(owner: ProcessId, request: HandOver, options: JoinOptions): Promise<number> {
+// Sends `lines` to the holder for `owner`, starting one if none runs; returns its answer.
+async function ask(owner: ProcessId, lines: readonly unknown[], options: JoinOptions): Promise<unknown> {
   const dir = runtimeDir(options.env)
   const path = holderSocketPath(dir, owner)
   for (let attempt = 1; ; attempt++) {
@@ -113,11 +114,28 @@ export async function handOver(owner: ProcessId, request: HandOver, options: Joi
       continue
     }
     try {
-      return await exchange(socket, owner, request, options.signal)
+      return await exchange(socket, owner, lines, options.signal)
     } catch (err) {
       // hung up before answering: it stopped (its owner is gone, or it lost a race to start)
       const early = err instanceof HoldError && err.kind === 'store' && / hung up$/.test(err.message)
       if (!early || attempt === ATTEMPTS || options.signal?.aborted) throw err
     }
   }
+}
+
+/**
+ * Hands `handOver`'s paths (rooted by the caller, which keeps them rooted until this settles) to
+ * the holder for `owner`, starting one if none runs; returns how many it holds.
+ */
+export async function handOver(owner: ProcessId, request: HandOver, options: JoinOptions): Promise<number> {
+  const held = answerOf(await ask(owner, requestLines(request), options), 'held')
+  if (typeof held !== 'number') throw new HoldError('store', `the holder for process ${owner.pid} answered something other than how many paths it holds`)
+  return held
+}
+
+/** The URI of the proxy for `store` that the holder for `owner` serves, started if need be. */
+export async function proxyFor(owner: ProcessId, store: string, options: JoinOptions): Promise<string> {
+  const uri = answerOf(await ask(owner, [{ proxy: { store } }], options), 'proxy')
+  if (typeof uri !== 'string') throw new HoldError('store', `the holder for process ${owner.pid} answered something other than a store URI`)
+  return uri
 }

@@ -142,6 +142,26 @@ export class DaemonConnection {
     return new Set(await this.#request(w, (r) => r.strings()))
   }
 
+  /**
+   * The output paths of the derivation `drvPath` that are known (a floating content-addressed
+   * output is not known before it is built): QueryDerivationOutputMap from 1.22 on (its map's
+   * optional path is an empty string for none), QueryDerivationOutputs before it.
+   */
+  async derivationOutputs(drvPath: string): Promise<string[]> {
+    if (this.#minor < 22) return this.#request(new WireWriter().u64(Op.QueryDerivationOutputs).bytes(drvPath), (r) => r.strings())
+    const pairs = await this.#request(new WireWriter().u64(Op.QueryDerivationOutputMap).bytes(drvPath), (r) => {
+      const n = r.u64()
+      const out: string[] = []
+      for (let i = 0; i < n; i++) {
+        r.string() // output name
+        const path = r.string()
+        if (path !== '') out.push(path)
+      }
+      return out
+    })
+    return pairs
+  }
+
   /** Registers `path` (valid or not yet) as a GC root for as long as this connection is open. */
   async addTempRoot(path: string): Promise<void> {
     await this.#request(new WireWriter().u64(Op.AddTempRoot).bytes(path), readWord, this.#cannotRoot)

@@ -29,7 +29,9 @@ export const Op = {
   IsValidPath: 1,
   AddTempRoot: 11,
   CollectGarbage: 20,
+  QueryDerivationOutputs: 22,
   QueryValidPaths: 31,
+  QueryDerivationOutputMap: 41,
 } as const
 export type Op = (typeof Op)[keyof typeof Op]
 

@@ -6,7 +6,7 @@ import { chownSync, chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } fro
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, expect, it } from 'vitest'
-import { runtimeDir } from '../../src/owner/runtime-dir.js'
+import { runtimeDir } from '../../src/rendezvous/runtime-dir.js'
 
 const uid = 3_900_000 + (process.pid % 1000)
 const fallback = `/tmp/nix-hold-${uid}`

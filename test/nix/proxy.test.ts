@@ -1,0 +1,181 @@
+// `export NIX_REMOTE=$(nix-hold --for $$ --proxy)`: unmodified Nix commands, run through the
+// proxy, keep what they built or added alive until the script exits, on every Nix in the matrix.
+
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createConnection } from 'node:net'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { describe, expect, it } from 'vitest'
+import { FIXTURES, nixLabel, nixVersions, scriptCommand, unique, useNix } from '../helpers/nix.js'
+import { holdersFor, noHolderFor, startOwner, type Owner } from '../helpers/owner.js'
+import { eventually, exited } from '../helpers/proc.js'
+
+const nix = useNix()
+
+// A script that exports the proxy's URI, prints it, then runs the commands the test writes to
+// its stdin one line at a time (each line a bash command; its output and then "ok STATUS")
+function proxied(): Owner {
+  const script = [
+    'export NIX_REMOTE=$("$NODE" "$CLI" --for $$ --proxy)',
+    'echo "$NIX_REMOTE"',
+    'while read -r line; do s=0; eval "$line" || s=$?; echo "ok $s"; done',
+  ].join('\n')
+  return startOwner('bash', ['-c', script], nix.env)
+}
+
+// Runs `command` in the script; its output lines and exit status
+async function run(owner: Owner, command: string): Promise<{ lines: string[]; status: number }> {
+  owner.child.stdin!.write(`${command}\n`)
+  const lines: string[] = []
+  for (;;) {
+    const line = await owner.line()
+    const done = /^ok (\d+)$/.exec(line)
+    if (done) return { lines, status: Number(done[1]) }
+    lines.push(line)
+  }
+}
+
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
+const direct = (args: string[]) => execa(args[0]!, args.slice(1), { env: nix.env, extendEnv: false, stdin: 'ignore', reject: false })
+
+describe(`through the proxy on ${nixLabel()}`, () => {
+  it('prints one unix:// URI in a private directory, the same again, and removes it when the script exits', async () => {
+    const owner = proxied()
+    const uri = await owner.line()
+    expect(uri).toMatch(/^unix:\/\/\/.*\/[0-9a-f]{32}\.sock$/)
+    const path = uri.slice('unix://'.length)
+    const { lines } = await run(owner, '"$NODE" "$CLI" --for $$ --proxy')
+    expect(lines).toEqual([uri])
+    expect(existsSync(path)).toBe(true)
+    owner.finish()
+    await owner.exit
+    expect(await noHolderFor(owner.pid)).toBe(true)
+    expect(existsSync(path)).toBe(false)
+  })
+
+  it('holds what nix-build, nix-instantiate with nix-store --realise, nix build and nix-store --add made, after each command exits, until the script does', async () => {
+    const owner = proxied()
+    await owner.line()
+    const held: string[] = []
+    const legacy = nixVersions().client.legacy
+    const built = await run(owner, `nix-build ${q(join(FIXTURES, 'demo.nix'))} --argstr n ${unique('px')} --no-out-link`)
+    expect(built.status).toBe(0)
+    expect(built.lines).toHaveLength(1)
+    held.push(...built.lines)
+    // nix-instantiate, then nix-store --realise of both outputs
+    const drv = await run(owner, `nix-instantiate ${q(join(FIXTURES, 'multi.nix'))} --argstr n ${unique('px')}`)
+    expect(drv.lines[0]).toMatch(/\.drv$/)
+    const realised = await run(owner, `nix-store --realise ${q(drv.lines[0]!)}`)
+    expect(realised.status).toBe(0)
+    expect(realised.lines).toHaveLength(2)
+    held.push(drv.lines[0]!, ...realised.lines)
+    // nix build, whose outputs the script finds with nix-store -q
+    if (!legacy) {
+      const n = unique('px')
+      expect((await run(owner, `nix build -f ${q(join(FIXTURES, 'demo.nix'))} --argstr n ${n} --no-link`)).status).toBe(0)
+      const outs = await run(owner, `nix-store -q --outputs "$(nix-instantiate ${q(join(FIXTURES, 'demo.nix'))} --argstr n ${n})"`)
+      held.push(...outs.lines)
+    }
+    // nix-store --add and --add-fixed
+    const dir = join(nix.root, unique('px-files'))
+    mkdirSync(dir)
+    writeFileSync(join(dir, 'a'), `${dir} a\n`)
+    writeFileSync(join(dir, 'b'), `${dir} b\n`)
+    const added = await run(owner, `nix-store --add ${q(join(dir, 'a'))}; nix-store --add-fixed sha256 ${q(join(dir, 'b'))}`)
+    expect(added.lines).toHaveLength(2)
+    held.push(...added.lines)
+    // queries work as they do directly
+    const info = await run(owner, `nix-store -q --references ${q(held[0]!)}; nix-store -q --hash ${q(held[0]!)}`)
+    const infoDirect = await direct(['sh', '-c', `nix-store -q --references ${q(held[0]!)}; nix-store -q --hash ${q(held[0]!)}`])
+    expect(info.lines.join('\n')).toBe(infoDirect.stdout)
+
+    // every command has exited; only the holder keeps them now, on one connection of its own
+    expect(await eventually(() => nix.workerPids().length <= 1, 10_000)).toBe(true)
+    await nix.gc()
+    expect(await Promise.all(held.map((p) => nix.isValid(p)))).toEqual(held.map(() => true))
+
+    owner.finish()
+    expect(await noHolderFor(owner.pid)).toBe(true)
+    await nix.gc()
+    expect(await Promise.all(held.map((p) => nix.isValid(p)))).toEqual(held.map(() => false))
+  })
+
+  it('leaves at most two daemon workers after thirty commands', async () => {
+    const owner = proxied()
+    await owner.line()
+    const dir = join(nix.root, unique('px-thirty'))
+    mkdirSync(dir)
+    const files = Array.from({ length: 30 }, (_, i) => join(dir, `f${i}`))
+    for (const f of files) writeFileSync(f, `${f}\n`)
+    const added = await run(owner, `for f in ${files.map(q).join(' ')}; do nix-store --add "$f"; done`)
+    expect(added.lines).toHaveLength(30)
+    expect(await eventually(() => nix.workerPids().length <= 2, 10_000)).toBe(true)
+    await nix.gc()
+    expect(await Promise.all(added.lines.map((p) => nix.isValid(p)))).toEqual(added.lines.map(() => true))
+  })
+
+  it("passes on Nix's own error for a failed build: the same status and the same words", async () => {
+    const owner = proxied()
+    await owner.line()
+    const n = unique('px-fail')
+    const args = ['nix-build', join(FIXTURES, 'fail.nix'), '--argstr', 'n', n, '--no-out-link']
+    const viaProxy = await run(owner, `${args.map(q).join(' ')} 2>&1`)
+    const straight = await direct(['sh', '-c', `${args.map(q).join(' ')} 2>&1`])
+    expect(viaProxy.status).toBe(straight.exitCode)
+    expect(viaProxy.status).not.toBe(0)
+    const errors = (text: string) => text.split('\n').filter((l) => /error/.test(l))
+    expect(errors(viaProxy.lines.join('\n'))).toEqual(errors(straight.stdout))
+  })
+
+  it('stops the build of a client killed in the middle of it, as the daemon does for its own clients', async () => {
+    const owner = proxied()
+    const uri = await owner.line()
+    const marker = join(nix.root, unique('px-builder'))
+    // the builder says its pid, then runs for a minute
+    const command = scriptCommand(unique('px-kill'), `echo $$ > ${marker}; exec /bin/sleep 60`)
+    const client = spawn(command[0]!, command.slice(1), { env: { ...nix.env, NIX_REMOTE: uri }, stdio: 'ignore' })
+    expect(await eventually(() => existsSync(marker) && readFileSync(marker, 'utf8').trim() !== '', 20_000)).toBe(true)
+    const builder = Number(readFileSync(marker, 'utf8').trim())
+    expect(exited(builder)).toBe(false)
+    client.kill('SIGKILL')
+    await once(client, 'exit')
+    expect(await eventually(() => exited(builder), 5000)).toBe(true)
+    expect(holdersFor(owner.pid)).toHaveLength(1)
+  })
+
+  it('closes a connection that sends garbage, and goes on serving the next', async () => {
+    const owner = proxied()
+    const uri = await owner.line()
+    const socket = createConnection({ path: uri.slice('unix://'.length) })
+    socket.on('error', () => undefined)
+    await once(socket, 'connect')
+    socket.write(Buffer.alloc(64 * 1024, 0x41))
+    await once(socket, 'close')
+    const dir = join(nix.root, unique('px-after'))
+    mkdirSync(dir)
+    writeFileSync(join(dir, 'f'), `${dir}\n`)
+    const added = await run(owner, `nix-store --add ${q(join(dir, 'f'))}`)
+    expect(added.status).toBe(0)
+    expect(holdersFor(owner.pid)).toHaveLength(1)
+  })
+
+  it('holds again what it held when the daemon restarts', async () => {
+    const owner = proxied()
+    await owner.line()
+    const built = await run(owner, `nix-build ${q(join(FIXTURES, 'demo.nix'))} --argstr n ${unique('px-restart')} --no-out-link`)
+    expect(await eventually(() => nix.workerPids().length <= 1, 10_000)).toBe(true)
+    await nix.stopDaemon()
+    await nix.startDaemon()
+    // the holder's connection is back, with the roots on it again
+    expect(await eventually(() => nix.holdersOf(built.lines[0]!).length > 0, 10_000)).toBe(true)
+    await nix.gc()
+    expect(await nix.isValid(built.lines[0]!)).toBe(true)
+    // and commands go through the proxy as before
+    const dir = join(nix.root, unique('px-restart-files'))
+    mkdirSync(dir)
+    writeFileSync(join(dir, 'f'), `${dir}\n`)
+    expect((await run(owner, `nix-store --add ${q(join(dir, 'f'))}`)).status).toBe(0)
+  })
+})
