@@ -13,6 +13,7 @@ import { HoldError } from '../errors.js'
 import { minorOf, WORKER_MAGIC_1, WORKER_MAGIC_2 } from '../store/protocol.js'
 import { readStderrMessage } from '../store/stderr.js'
 import { tryRead, type WireReader } from '../store/wire.js'
+import { MultipleAdd } from './multiple.js'
 import { readRequestHead, type RequestHead } from './requests.js'
 
 // A request head that has not been read by the time this much of the request has come is not one
@@ -53,6 +54,8 @@ export class OperationTracker {
   // the operation under way: its head once read, and the client's bytes of it until then
   #head: RequestHead | undefined
   #request: Buffer = Buffer.alloc(0)
+  // an AddMultipleToStore under way, reading its paths as they pass
+  #multiple: MultipleAdd | undefined
   // what the worker rooted for this connection, as far as it can be told
   readonly #paths = new Set<string>()
   readonly #derivations = new Set<string>()
@@ -95,25 +98,46 @@ export class OperationTracker {
       this.#daemon = Buffer.alloc(0)
       this.#head = undefined
       this.#request = Buffer.alloc(0)
+      this.#multiple = undefined
     }
-    if (this.#phase === 'operation' && this.#head === undefined) this.#readHead(chunk)
+    if (this.#phase !== 'operation') return
+    if (this.#head === undefined) this.#readHead(chunk)
+    else if (this.#multiple) this.#feedMultiple(chunk)
+  }
+
+  #feedMultiple(chunk: Uint8Array): void {
+    const multiple = this.#multiple!
+    const before = multiple.paths.length
+    try {
+      multiple.feed(chunk)
+    } catch {
+      this.#understood = false
+      this.#multiple = undefined
+      return
+    }
+    for (const p of multiple.paths.slice(before)) this.#paths.add(p)
   }
 
   #readHead(chunk: Uint8Array): void {
     this.#request = Buffer.concat([this.#request, chunk])
     let head: RequestHead
+    let rest: Buffer = Buffer.alloc(0)
     try {
       const read = tryRead(this.#request, (r) => readRequestHead(r, this.#minor!))
-      if (!read) {
-        if (this.#request.length > MAX_HEAD) this.#head = { kind: 'unknown' }
-        else return
-      }
-      head = this.#head ?? read!.value
+      if (read) {
+        head = read.value
+        rest = this.#request.subarray(read.used)
+      } else if (this.#request.length > MAX_HEAD) head = { kind: 'unknown' }
+      else return
     } catch {
       head = { kind: 'unknown' }
     }
     this.#head = head
     this.#request = Buffer.alloc(0)
+    if (head.kind === 'multiple') {
+      this.#multiple = new MultipleAdd()
+      if (rest.length > 0) this.#feedMultiple(rest)
+    }
     if (head.kind === 'unknown') this.#understood = false
     if (head.kind === 'roots') {
       for (const p of head.paths) this.#paths.add(p)

@@ -12,7 +12,9 @@ export type RequestHead =
   | { readonly kind: 'roots'; readonly paths: readonly string[]; readonly derivations: readonly string[] }
   /** roots the path its result starts with (the path it added) */
   | { readonly kind: 'result-path' }
-  /** one whose roots cannot be read off its head (a stream of many paths, or an op not known here) */
+  /** roots the paths in the framed data that follows the head (multiple.ts) */
+  | { readonly kind: 'multiple' }
+  /** an op not known here, whose roots cannot be told */
   | { readonly kind: 'unknown' }
 
 // Ops that only ask, change settings or roots of another kind (permanent ones, which outlive the
@@ -33,6 +35,7 @@ const AddTempRoot = 11
 const QueryValidPaths = 31
 const BuildDerivation = 36
 const AddToStoreNar = 39
+const AddMultipleToStore = 44
 const BuildPathsWithResults = 46
 
 // A derived path: `DRV!out1,out2` or `DRV!*` (the derivation's outputs), or a plain store path. A
@@ -86,6 +89,10 @@ export function readRequestHead(r: WireReader, minor: number): RequestHead {
       }
       return { kind: 'roots', paths: [drv, ...outputs], derivations: [] }
     }
+    case AddMultipleToStore:
+      r.bool() // repair
+      r.bool() // dontCheckSigs
+      return { kind: 'multiple' }
     default:
       return { kind: 'unknown' }
   }

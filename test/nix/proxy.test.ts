@@ -102,6 +102,30 @@ describe(`through the proxy on ${nixLabel()}`, () => {
     expect(await Promise.all(held.map((p) => nix.isValid(p)))).toEqual(held.map(() => false))
   })
 
+  it.skipIf(nixVersions().client.legacy)('holds what nix copy --from brought in and what nix eval built for an import from a derivation; nix copy --to reads through it', async () => {
+    const owner = proxied()
+    await owner.line()
+    // another store on this machine, to copy from and to
+    const other = join(nix.root, unique('px-other'))
+    const file = join(nix.root, unique('px-copied'))
+    writeFileSync(file, `${file}\n`)
+    const made = await direct(['nix-store', '--store', `local?root=${other}`, '--add', file])
+    const copied = made.stdout.trim()
+    expect(made.exitCode).toBe(0)
+    const from = await run(owner, `nix copy --no-check-sigs --from ${q(`local?root=${other}`)} ${q(copied)} 2>/dev/null`)
+    expect(from.status).toBe(0)
+    const n = unique('px-ifd')
+    const evaluated = await run(owner, `nix eval --impure --expr ${q(`builtins.readFile (import ${join(FIXTURES, 'demo.nix')} { n = "${n}"; })`)} 2>/dev/null`)
+    expect(evaluated.lines).toEqual([JSON.stringify(`${n}\n`)])
+    const ifd = await run(owner, `nix-store -q --outputs "$(nix-instantiate ${q(join(FIXTURES, 'demo.nix'))} --argstr n ${n})"`)
+    const to = await run(owner, `nix copy --no-check-sigs --to ${q(`local?root=${other}`)} ${q(ifd.lines[0]!)} 2>/dev/null`)
+    expect(to.status).toBe(0)
+    expect((await direct(['nix-store', '--store', `local?root=${other}`, '--check-validity', ifd.lines[0]!])).exitCode).toBe(0)
+    expect(await eventually(() => nix.workerPids().length <= 1, 10_000)).toBe(true)
+    await nix.gc()
+    expect([await nix.isValid(copied), await nix.isValid(ifd.lines[0]!)]).toEqual([true, true])
+  })
+
   it('leaves at most two daemon workers after thirty commands', async () => {
     const owner = proxied()
     await owner.line()

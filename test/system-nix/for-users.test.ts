@@ -6,7 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { execa } from 'execa'
 import { expect, it } from 'vitest'
@@ -23,12 +23,14 @@ const other = useOtherUser()
 const bash = (script: string, args: readonly string[] = [], env = nix.env) => startOwner('bash', ['-c', `set -e\n${script}`, 'owner', ...args], env)
 
 // What another user runs: finds every socket of nix-hold's in /proc/net/unix (which shows every
-// user's sockets, abstract ones as @name) and either tries each once ("probe", printing what each
+// user's sockets, abstract ones as @name, a socket by the name it was bound to) and those it is
+// told of, and either tries each once ("probe", printing what each
 // connect gave) or keeps a thousand connections to each open until its stdin closes ("flood").
 const ATTACKER = `
 const fs = require('fs'), net = require('net')
 const found = fs.readFileSync('/proc/net/unix', 'utf8').split('\\n').slice(1)
   .map((l) => l.trim().split(/\\s+/)[7]).filter((p) => p && p.includes('nix-hold'))
+  .concat(process.argv.slice(2)) // and any it was told of
 // an abstract name is listed with an @ for each NUL byte in it, the first one included
 const address = (p) => (p.startsWith('@') ? p.replace(/@/g, '\\0') : p)
 const tryOnce = (p) => new Promise((done) => {
@@ -55,8 +57,8 @@ if (process.argv[1] === 'probe') {
 }
 `
 
-async function attacker(mode: 'probe' | 'flood') {
-  const child = other.spawn(process.execPath, ['-e', ATTACKER, mode])
+async function attacker(mode: 'probe' | 'flood', paths: readonly string[] = []) {
+  const child = other.spawn(process.execPath, ['-e', ATTACKER, mode, ...paths])
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
   let stderr = ''
   child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s))
@@ -98,16 +100,19 @@ it('refuses a process that runs with another user\'s rights, and says so', async
   }
 })
 
-it("gives another user nothing to connect to, with the owner's address layout fixed (ASLR off)", async () => {
+it("gives another user nothing to connect to, holder or proxy, with the owner's address layout fixed (ASLR off)", async () => {
   const path = await nix.buildDemo(unique('users-aslr'))
   // setarch -R: the owner's auxv (what the holder's name once came from) is the same every run
-  const owner = startOwner('setarch', [process.arch === 'x64' ? 'x86_64' : process.arch, '-R', 'bash', '-c', '"$NODE" "$CLI" --for $$ --keep "$1"\nread -r _ || true', 'owner', path], nix.env)
+  // a proxy as well: its socket is the holder's too
+  const owner = startOwner('setarch', [process.arch === 'x64' ? 'x86_64' : process.arch, '-R', 'bash', '-c', '"$NODE" "$CLI" --for $$ --keep "$1"\n"$NODE" "$CLI" --for $$ --proxy\nread -r _ || true', 'owner', path], nix.env)
   expect(await owner.line()).toBe(path)
+  const proxy = (await owner.line()).slice('unix://'.length)
   expect(holdersFor(owner.pid)).toHaveLength(1)
-  const probe = await attacker('probe')
+  // told where the proxy is, as if it could guess
+  const probe = await attacker('probe', [proxy])
   const results = (await probe.next()) as Array<{ path: string; result: string }>
-  // the holder's socket is in the list (the listing shows it), and refuses this user
-  expect(results.length).toBeGreaterThan(0)
+  // the holder's and the proxy's sockets are in the list (the listing shows them), and refuse this user
+  expect(results.filter((r) => r.path.startsWith(dirname(proxy))).length).toBeGreaterThanOrEqual(3)
   expect(results.map((r) => r.result)).toEqual(results.map(() => 'EACCES'))
   await nix.gc()
   expect(await nix.isValid(path)).toBe(true)
