@@ -26,6 +26,10 @@ it.each([
   [['--stdio'], /no build command given after --/],
   [['--stdio', 'nix', 'build'], /unexpected argument "nix"; put the build command after --/],
   [['--stdio', '--keep'], /--keep needs at least one path/],
+  [['--stdio', '--proxy'], /--proxy goes with --for PID/],
+  [['--for', '1', '--proxy', '--keep', '/nix/store/x'], /--proxy takes no paths and no build command/],
+  [['--for', '1', '--proxy', '--', 'nix', 'build'], /--proxy takes no paths and no build command/],
+  [['--for', '1', '--proxy', '--max-hold', '5'], /--proxy takes only --store/],
   [['--stdio', '--max-hold', '0', '--', 'nix', 'build'], /--max-hold takes a positive number/],
   // parseArgs calls a missing value, or one starting with a dash, "ambiguous"
   [['--fd', '--stdio', '--', 'nix', 'build'], /^nix-hold: --fd takes a file descriptor number, got "--stdio" \(see nix-hold --help\)\n$/],
