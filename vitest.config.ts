@@ -6,9 +6,9 @@ import { defineConfig } from 'vitest/config'
 // - test/nix/: integration tests whose outcome depends on the Nix they run against (build, keep,
 //   nix-build, the collection races, faults, remote stores, the protocol at each minor). They run
 //   once per Nix in the matrix.
-// - test/system-nix/: integration tests of what does not (the examples, hostile callers and fake
-//   daemons, the library's own API, --for, ssh's own part). They run once, on the first Nix in the
-//   matrix.
+// - test/system-nix/: integration tests of what does not (the channel in all its kinds, the
+//   examples, hostile callers and fake daemons, the library's own API, --for, ssh's own part).
+//   They run once, on the first Nix in the matrix.
 // - everything else: unit tests, run once.
 const testFiles = (readdirSync('test', { recursive: true }) as string[])
   .filter((f) => f.endsWith('.test.ts'))

@@ -1,6 +1,6 @@
-// What happens to a hold when its caller dies, signals arrive while it holds, or --max-hold runs
-// out: nix-hold's own part, the same whatever Nix is behind it (test/nix/faults.test.ts has the
-// rest).
+// What happens to a hold when its caller dies, signals arrive while it holds, --max-hold runs out,
+// or a daemon worker dies with a request in flight: nix-hold's own part, the same whatever Nix is
+// behind it (test/nix/faults.test.ts has the rest).
 
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
@@ -29,6 +29,34 @@ describe('faults', () => {
     expect(Date.now() - killedAt).toBeLessThan(1000)
     await nix.gc()
     expect(await nix.isValid(path)).toBe(false)
+  })
+
+  // How a request lost with its connection is made again is nix-hold's own; that a dead worker's
+  // connection is made again at all is tested on every Nix (test/nix/faults.test.ts). The 10,000
+  // paths keep the request in flight long enough for the kill to land inside it.
+  it('survives the daemon worker dying while a keep request is in flight, and answers it on a new connection', async () => {
+    const [a] = await nix.addFiles(unique('inflight-a'))
+    const many = await nix.addFiles(unique('inflight'), 10_000)
+    const w = startWrapper(['--keep', a!], nix.env)
+    expect(await w.next()).toEqual({ kept: [a] })
+    expect(await eventually(() => nix.holdersOf(a!).length === 1, 5000)).toBe(true)
+    const [worker] = nix.holdersOf(a!)
+    w.send({ keep: many })
+    // the request is being served once the worker has rooted the first of its paths
+    expect(await eventually(() => nix.holdersOf(many[0]!).includes(worker!), 10_000)).toBe(true)
+    process.kill(worker!, 'SIGKILL')
+    // the whole request was served before the kill landed: its answer has already come (lines are
+    // recorded as they arrive), so this is read now, before the next() below waits for it
+    const answered = w.received.length > 1
+    expect(await w.next()).toEqual({ kept: many })
+    await nix.gc()
+    expect(await nix.isValid(a!)).toBe(true)
+    expect(await nix.isValid(many[0]!)).toBe(true)
+    expect(await nix.isValid(many[9999]!)).toBe(true)
+    if (!answered) expect(w.stderr()).toMatch(/lost the daemon connection .*; reconnecting/)
+    w.send({ release: true })
+    expect(await w.next()).toEqual({ released: true })
+    expect((await w.exit).code).toBe(0)
   })
 
   it('reports a build command that is not on PATH as a build error', async () => {
