@@ -410,6 +410,81 @@ async function forOwner(nix: NixInstance, env: NodeJS.ProcessEnv): Promise<void>
   }
 }
 
+// The proxy (--for PID --proxy): what a Nix command pays for going through it. An owner per
+// measurement, killed after it, so that what it held can go.
+async function proxy(nix: NixInstance, env: NodeJS.ProcessEnv, path: string): Promise<void> {
+  const owners: ReturnType<typeof spawn>[] = []
+  const newOwner = () => {
+    const owner = spawn(NODE, ['-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' })
+    owners.push(owner)
+    return owner
+  }
+  const proxyOf = async (owner: ReturnType<typeof spawn>) => (await execa(NODE, [CLI, '--for', String(owner.pid), '--proxy'], { env, extendEnv: false })).stdout.trim()
+  try {
+    // until the URI is printed, against a first --for hold (both start the holder)
+    const firstProxy: number[] = []
+    const firstHold: number[] = []
+    for (let i = 0; i < 5; i++) {
+      firstProxy.push(await timeCommand(NODE, [CLI, '--for', String(newOwner().pid), '--proxy'], env))
+      firstHold.push(await timeCommand(NODE, [CLI, '--for', String(newOwner().pid), '--keep', path], env))
+    }
+    const [p, h] = [summarize(firstProxy), summarize(firstHold)]
+    row('--proxy: until the URI is printed (starts the holder)', ms(p), `first --for hold ${ms(h)}`, `${(p.median / h.median).toFixed(2)}×`, '≤ 1×', p.median <= h.median)
+
+    // 1,000 small queries on one connection, through the proxy and straight to the daemon
+    const uri = await proxyOf(newOwner())
+    const queries = async (socket: string) => {
+      const conn = await DaemonConnection.open({ type: 'socket', path: socket })
+      try {
+        const start = now()
+        for (let i = 0; i < 1000; i++) await conn.isValidPath(path)
+        return (now() - start) / 1000
+      } finally {
+        await conn.close()
+      }
+    }
+    const perOp = await alternate(5, { direct: () => queries(nix.socketPath), proxied: () => queries(uri.slice('unix://'.length)) })
+    const [d, x] = [summarize(perOp.direct), summarize(perOp.proxied)]
+    row('--proxy: latency per query (1,000 on one connection)', `${(x.median * 1000).toFixed(0)} µs`, `direct ${(d.median * 1000).toFixed(0)} µs`, `${(x.median / d.median).toFixed(2)}×`, '≤ 1.2×', x.median <= 1.2 * d.median)
+
+    // nix copy of a 256 MiB path from another store on this machine into the daemon's
+    const other = join(nix.root, 'bench-copy')
+    const big = join(nix.root, 'big')
+    writeFileSync(big, Buffer.alloc(256 * 1024 * 1024, 'nix-hold '))
+    const added = (await execa('nix-store', ['--store', `local?root=${other}`, '--add', big], { env, extendEnv: false })).stdout.trim()
+    rmSync(big)
+    const copyInto = async (store: string) => {
+      const start = now()
+      await execa('nix', ['copy', '--no-check-sigs', '--from', `local?root=${other}`, added], { env: { ...env, NIX_REMOTE: store }, extendEnv: false, stdin: 'ignore' })
+      return now() - start
+    }
+    const copies = await alternate(3, {
+      direct: async () => {
+        const t = await copyInto('daemon')
+        await execa('nix-store', ['--delete', added], { env, extendEnv: false })
+        return t
+      },
+      proxied: async () => {
+        const owner = newOwner()
+        const t = await copyInto(await proxyOf(owner))
+        owner.kill('SIGKILL')
+        await once(owner, 'exit')
+        // its holder lets go within a second of the owner's exit
+        for (let tries = 0; tries < 40; tries++) {
+          const r = await execa('nix-store', ['--delete', added], { env, extendEnv: false, reject: false })
+          if (r.exitCode === 0) break
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+        return t
+      },
+    })
+    const [cd, cx] = [summarize(copies.direct), summarize(copies.proxied)]
+    row('--proxy: nix copy of a 256 MiB path into the store', ms(cx), `direct ${ms(cd)}`, `${(cx.median / cd.median).toFixed(2)}×`, '≤ 1.2×', cx.median <= 1.2 * cd.median)
+  } finally {
+    for (const owner of owners) owner.kill('SIGKILL')
+  }
+}
+
 async function main(): Promise<void> {
   // BENCH_ONLY=remote,collector runs just those parts (names as below); unset, all of them
   const only = process.env.BENCH_ONLY?.split(',')
@@ -433,6 +508,7 @@ async function main(): Promise<void> {
     if (part('keep')) await keepMany(nix, env)
     if (part('gc')) await fiftyUnderGc(nix, env)
     if (part('for')) await forOwner(nix, env)
+    if (part('proxy')) await proxy(nix, env, path)
     keeper.channel.end()
     await once(keeper.child, 'exit')
   } finally {

@@ -64,24 +64,35 @@ export class StoreHold {
 
   /**
    * Takes over what another connection to this store roots, while that one still does: the
-   * `paths` that are valid, and the known outputs of `derivations` that are. One that is not valid
-   * (an output never built, a failed build's) is not held, and no error. Returns what it holds.
+   * `paths` that are valid, and the outputs of `derivations` (`DRV!out1,out2`, `DRV!*`, or a bare
+   * `DRV` for all) that are. One that is not valid (an output never built, a failed build's) is
+   * not held, and no error. Returns what it holds, and which paths the derivations' outputs named
+   * are (so that a caller can tell which of them were not valid).
    */
-  async adopt(paths: readonly string[], derivations: readonly string[]): Promise<readonly string[]> {
-    let adopted: string[] = []
+  async adopt(paths: readonly string[], derivations: readonly string[]): Promise<{ held: readonly string[]; outputs: readonly string[] }> {
+    const specs = derivations.map((spec) => {
+      const bang = spec.indexOf('!')
+      return bang < 0 ? { drv: spec, names: '*' } : { drv: spec.slice(0, bang), names: spec.slice(bang + 1) }
+    })
+    let held: string[] = []
+    let named: string[] = []
     // every one is checked to be a store path first: a malformed path would end the connection
-    await this.#run([...paths, ...derivations], async (conn, unique) => {
-      const outputs = await Promise.all(derivations.map((d) => conn.derivationOutputs(d).catch(() => [] as string[])))
-      const all = [...new Set([...unique, ...outputs.flat()])]
+    await this.#run([...paths, ...specs.map((s) => s.drv)], async (conn, unique) => {
+      const outputs = await Promise.all(specs.map((s) => conn.derivationOutputs(s.drv).catch(() => [])))
+      named = specs.flatMap((s, i) => {
+        const wanted = s.names === '*' ? undefined : new Set(s.names.split(','))
+        return outputs[i]!.filter((o) => !wanted || o.name === '*' || wanted.has(o.name)).map((o) => o.path)
+      })
+      const all = [...new Set([...unique, ...outputs.flat().map((o) => o.path)])]
       const valid = await conn.queryValidPaths(all)
       const candidates = all.filter((p) => valid.has(p))
       // the other connection still roots them: none can be gone unless a collection that was
-      // already running took it (Nix 2.5-2.34), and then it is not held
+      // already running took it (Nix 2.5-2.34, Lix), and then it is not held
       const gone = new Set(await rootAndCheck(conn, candidates, this.#rooting))
-      adopted = candidates.filter((p) => !gone.has(p))
-      this.#confirm(adopted, [])
+      held = candidates.filter((p) => !gone.has(p))
+      this.#confirm(held, [])
     })
-    return adopted
+    return { held, outputs: named }
   }
 
   /** Roots paths that need not be valid yet, without asking. */

@@ -66,8 +66,12 @@ export interface StoreRoots {
   readonly paths: readonly string[]
   /** Roots `paths` once they are valid; a path that is not valid fails the call and adds none. */
   add(paths: readonly string[]): Promise<readonly string[]>
-  /** Roots what another connection to the store roots now: the valid ones of `paths` and of the outputs of `derivations`; returns them. */
-  adopt(paths: readonly string[], derivations: readonly string[]): Promise<readonly string[]>
+  /**
+   * Roots what another connection to the store roots now: the valid ones of `paths` and of the
+   * outputs of `derivations` (`DRV!out1,out2`, `DRV!*`, or a bare `DRV`); returns what it holds,
+   * and the paths of the outputs the derivations named.
+   */
+  adopt(paths: readonly string[], derivations: readonly string[]): Promise<{ held: readonly string[]; outputs: readonly string[] }>
   /** Drops every root by closing the connection. Idempotent. */
   release(): Promise<void>
 }

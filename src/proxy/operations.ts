@@ -1,13 +1,16 @@
 // Where a relayed connection is between a Nix client and its daemon: in the handshake, inside an
-// operation, or between operations. No I/O: the relay hands it each chunk of either direction.
+// operation, or between operations; what the daemon's worker rooted for it; and, for an operation
+// that made paths the client will rely on, the end of it held back until those paths are held
+// elsewhere too. No I/O: the relay hands it each chunk of either direction.
 //
-// The daemon's side is read only as far as framing needs: its handshake, and each operation's
-// stderr loop up to STDERR_LAST or STDERR_ERROR. What follows LAST (the operation's result) is
-// passed over unread, but for the path an added path's result starts with. Of the client's side
-// only each request's head is read, for what it makes the worker root (requests.ts). An operation
-// starts with the client's first byte after the previous one ended. That holds because a Nix client reads an
-// operation's whole result before it sends the next one, and the daemon sends nothing between
-// operations: every byte of a result has reached the relay before the client's next request can.
+// The daemon's side is read as far as framing needs: its handshake, each operation's stderr loop
+// up to STDERR_LAST or STDERR_ERROR, and the results of the operations whose end is held back
+// (results.ts); any other result is passed over unread. Of the client's side only each request's
+// head is read, for what it makes the worker root (requests.ts), and a request is kept (when it
+// is small) so that it can be sent again. An operation starts with the client's first byte after
+// the previous one ended: a Nix client reads an operation's whole result before it sends the next
+// request, and the daemon sends nothing between operations, so every byte of a result has reached
+// the relay before the client's next request can.
 
 import { HoldError } from '../errors.js'
 import { minorOf, WORKER_MAGIC_1, WORKER_MAGIC_2 } from '../store/protocol.js'
@@ -15,20 +18,35 @@ import { readStderrMessage } from '../store/stderr.js'
 import { tryRead, type WireReader } from '../store/wire.js'
 import { MultipleAdd } from './multiple.js'
 import { readRequestHead, type RequestHead } from './requests.js'
+import { resultReader, type ResultReader } from './results.js'
 
 // A request head that has not been read by the time this much of the request has come is not one
 // this reader knows
 const MAX_HEAD = 1024 * 1024
+// A request is kept for sending again up to this size (a build's is a few hundred bytes; an added
+// path's carries its contents)
+const MAX_REPLAY = 4 * 1024 * 1024
 
 /**
  * - `handshake`: before the daemon's handshake has ended (its first stderr loop included)
  * - `operation`: the client has sent a request, and the daemon has not ended its stderr loop
- * - `result`: the loop ended with LAST, and the path the result starts with is being read
+ * - `held`: the daemon has ended an operation that made paths; its end (from STDERR_LAST on) is
+ *   being kept from the client until they are confirmed held (`pending`, `release`, `rerun`)
  * - `between`: the last operation's loop has ended (its result may still be on its way)
  * - `unknown`: the daemon sent something this reader does not understand; from here on it can
  *   tell nothing, and the connection must be treated as busy for good
  */
-export type Phase = 'handshake' | 'operation' | 'result' | 'between' | 'unknown'
+export type Phase = 'handshake' | 'operation' | 'held' | 'between' | 'unknown'
+
+/** Paths an operation made that the client is about to be told of: to be held before it is. */
+export interface Pending {
+  /** Store paths that must be valid (added, or asked to be made valid). */
+  readonly paths: readonly string[]
+  /** Derivation outputs that must be valid: `DRV!out1,out2`, `DRV!*` or a bare `DRV` (all). */
+  readonly derivations: readonly string[]
+  /** Whether the request can be sent again (`rerun`) if some are gone. */
+  readonly rerunnable: boolean
+}
 
 // the daemon's handshake up to its first stderr loop, at negotiated minor `n` (protocol doc §3)
 function readDaemonHello(r: WireReader, clientMinor: number): number {
@@ -43,19 +61,30 @@ function readDaemonHello(r: WireReader, clientMinor: number): number {
   return n
 }
 
+const EMPTY = Buffer.alloc(0)
+
 export class OperationTracker {
   #phase: Phase = 'handshake'
   // the daemon's bytes not yet read, while they are being read
-  #daemon: Buffer = Buffer.alloc(0)
+  #daemon: Buffer = EMPTY
   // the client's first two words (magic, version), until the client minor is known
-  #client: Buffer = Buffer.alloc(0)
+  #client: Buffer = EMPTY
   #clientMinor: number | undefined
   #minor: number | undefined // negotiated, once the daemon's hello is read
   // the operation under way: its head once read, and the client's bytes of it until then
   #head: RequestHead | undefined
-  #request: Buffer = Buffer.alloc(0)
+  #request: Buffer = EMPTY
+  // the whole request, kept for sending again; undefined once it is too long for that
+  #replay: Buffer[] | undefined = []
+  #replayBytes = 0
   // an AddMultipleToStore under way, reading its paths as they pass
   #multiple: MultipleAdd | undefined
+  // the operation's own paths, for holding back its end
+  #opPaths: string[] = []
+  // held back: the daemon's bytes from STDERR_LAST on, and the reader of the result among them
+  #held: Buffer[] = []
+  #result: ResultReader | undefined
+  #pending: Pending | undefined
   // what the worker rooted for this connection, as far as it can be told
   readonly #paths = new Set<string>()
   readonly #derivations = new Set<string>()
@@ -67,7 +96,12 @@ export class OperationTracker {
 
   /** Whether an operation (or the handshake) is under way: a client that leaves now leaves it unfinished. */
   get busy(): boolean {
-    return this.#phase !== 'between' && this.#phase !== 'result'
+    return this.#phase !== 'between' && this.#phase !== 'held'
+  }
+
+  /** The negotiated protocol minor, once the handshake has been read. */
+  get minor(): number | undefined {
+    return this.#minor
   }
 
   /**
@@ -78,6 +112,11 @@ export class OperationTracker {
   get rooted(): { readonly paths: readonly string[]; readonly derivations: readonly string[] } | undefined {
     if (!this.#understood || this.#phase === 'unknown') return undefined
     return { paths: [...this.#paths], derivations: [...this.#derivations] }
+  }
+
+  /** Once an operation's end is held back and its result is whole: the paths to confirm. */
+  get pending(): Pending | undefined {
+    return this.#pending
   }
 
   /** The client sent `chunk`. */
@@ -91,18 +130,34 @@ export class OperationTracker {
       }
       return
     }
-    if ((this.#phase === 'between' || this.#phase === 'result') && chunk.length > 0) {
+    if (this.#phase === 'held' && chunk.length > 0) {
+      // a client does not send a request before it has the last one's result
+      this.#understood = false
+      this.#phase = 'unknown'
+      return
+    }
+    if (this.#phase === 'between' && chunk.length > 0) {
       // a new request: whatever the daemon sent since the last loop ended was that one's result
-      if (this.#phase === 'result') this.#understood = false
       this.#phase = 'operation'
-      this.#daemon = Buffer.alloc(0)
+      this.#daemon = EMPTY
       this.#head = undefined
-      this.#request = Buffer.alloc(0)
+      this.#request = EMPTY
+      this.#replay = []
+      this.#replayBytes = 0
       this.#multiple = undefined
+      this.#opPaths = []
     }
     if (this.#phase !== 'operation') return
+    this.#keep(chunk)
     if (this.#head === undefined) this.#readHead(chunk)
     else if (this.#multiple) this.#feedMultiple(chunk)
+  }
+
+  #keep(chunk: Uint8Array): void {
+    if (!this.#replay) return
+    this.#replayBytes += chunk.length
+    if (this.#replayBytes > MAX_REPLAY) this.#replay = undefined
+    else this.#replay.push(Buffer.from(chunk))
   }
 
   #feedMultiple(chunk: Uint8Array): void {
@@ -115,51 +170,83 @@ export class OperationTracker {
       this.#multiple = undefined
       return
     }
-    for (const p of multiple.paths.slice(before)) this.#paths.add(p)
+    for (const p of multiple.paths.slice(before)) this.#rootedPath(p)
+  }
+
+  #rootedPath(path: string): void {
+    this.#paths.add(path)
+    this.#opPaths.push(path)
   }
 
   #readHead(chunk: Uint8Array): void {
     this.#request = Buffer.concat([this.#request, chunk])
     let head: RequestHead
-    let rest: Buffer = Buffer.alloc(0)
+    let rest: Buffer = EMPTY
     try {
       const read = tryRead(this.#request, (r) => readRequestHead(r, this.#minor!))
       if (read) {
         head = read.value
         rest = this.#request.subarray(read.used)
-      } else if (this.#request.length > MAX_HEAD) head = { kind: 'unknown' }
+      } else if (this.#request.length > MAX_HEAD) head = { op: -1, kind: 'unknown' }
       else return
     } catch {
-      head = { kind: 'unknown' }
+      head = { op: -1, kind: 'unknown' }
     }
     this.#head = head
-    this.#request = Buffer.alloc(0)
+    this.#request = EMPTY
     if (head.kind === 'multiple') {
       this.#multiple = new MultipleAdd()
       if (rest.length > 0) this.#feedMultiple(rest)
     }
     if (head.kind === 'unknown') this.#understood = false
     if (head.kind === 'roots') {
-      for (const p of head.paths) this.#paths.add(p)
+      for (const p of head.paths) this.#rootedPath(p)
       for (const d of head.derivations) this.#derivations.add(d)
     }
   }
 
-  /** The daemon sent `chunk`. */
-  fromDaemon(chunk: Uint8Array): void {
-    if (this.#phase === 'between' || this.#phase === 'unknown') return
+  /**
+   * The daemon sent `chunk`; returns the bytes that may go on to the client now. Inside an
+   * operation those are whole stderr messages only (a message cut short waits for its end), so
+   * that an end held back starts exactly at its STDERR_LAST: nothing of it has reached the client
+   * if it is replaced. The operation's end and what follows are held back until `release()`,
+   * `rerun()` or `drop()`.
+   */
+  fromDaemon(chunk: Uint8Array): Buffer {
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk)
+    if (this.#phase === 'between' || this.#phase === 'unknown') return bytes
+    if (this.#phase === 'held') {
+      this.#held.push(Buffer.from(bytes))
+      this.#readResult(bytes)
+      return EMPTY
+    }
+    this.#daemon = this.#daemon.length === 0 ? Buffer.from(bytes) : Buffer.concat([this.#daemon, bytes])
+    if (this.#phase === 'handshake') {
+      // the handshake goes on as it comes (the client answers parts of it before it is whole)
+      try {
+        this.#readHandshake()
+      } catch {
+        this.#unknown()
+      }
+      return bytes
+    }
     // a reply before the request's head could be read (it cannot answer what it has not read)
-    if (this.#phase === 'operation' && this.#head === undefined) this.#understood = false
-    this.#daemon = this.#daemon.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.#daemon, chunk])
+    if (this.#head === undefined) this.#understood = false
     try {
-      this.#read()
+      return this.#readOperation()
     } catch {
-      this.#phase = 'unknown'
-      this.#daemon = Buffer.alloc(0)
+      const rest = this.#daemon
+      this.#unknown()
+      return rest
     }
   }
 
-  #read(): void {
+  #unknown(): void {
+    this.#phase = 'unknown'
+    this.#daemon = EMPTY
+  }
+
+  #readHandshake(): void {
     let at = 0
     if (this.#minor === undefined) {
       // the daemon cannot go past its magic and version before it has the client's version
@@ -172,27 +259,108 @@ export class OperationTracker {
       this.#minor = hello.value
       at = hello.used
     }
-    if (this.#phase === 'result') {
-      const path = tryRead(this.#daemon, (r) => r.string())
-      if (!path) return
-      this.#paths.add(path.value)
-      this.#phase = 'between'
-      this.#daemon = Buffer.alloc(0)
-      return
-    }
     for (;;) {
       const message = tryRead(this.#daemon, (r) => readStderrMessage(r, this.#minor!), at)
       if (!message) break
       at += message.used
-      if (message.value.type === 'last' || message.value.type === 'error') {
-        const added = message.value.type === 'last' && this.#head?.kind === 'result-path'
-        this.#phase = added ? 'result' : 'between'
-        this.#daemon = this.#daemon.subarray(at)
-        if (added) this.#read()
-        else this.#daemon = Buffer.alloc(0)
-        return
-      }
+      if (message.value.type === 'last' || message.value.type === 'error') return void this.#ended()
     }
     this.#daemon = this.#daemon.subarray(at)
+  }
+
+  // Reads whole stderr messages of the operation; returns the bytes to pass on.
+  #readOperation(): Buffer {
+    let at = 0
+    for (;;) {
+      const message = tryRead(this.#daemon, (r) => readStderrMessage(r, this.#minor!), at)
+      if (!message) break
+      const start = at
+      at += message.used
+      if (message.value.type === 'error') {
+        const all = this.#daemon
+        this.#ended()
+        return all
+      }
+      if (message.value.type !== 'last') continue
+      const head = this.#head
+      const reader = head && head.kind !== 'none' && head.kind !== 'unknown' ? resultReader(head.op, this.#minor!) : undefined
+      if (!reader) {
+        if (head?.kind === 'result-path') this.#understood = false // its path cannot be read
+        const all = this.#daemon
+        this.#ended()
+        return all
+      }
+      const before = this.#daemon.subarray(0, start)
+      this.#held = [Buffer.from(this.#daemon.subarray(start))]
+      this.#phase = 'held'
+      this.#result = reader
+      this.#daemon = this.#daemon.subarray(at)
+      this.#readResult(EMPTY)
+      return before
+    }
+    const whole = this.#daemon.subarray(0, at)
+    this.#daemon = this.#daemon.subarray(at)
+    return whole
+  }
+
+  #ended(): void {
+    this.#phase = 'between'
+    this.#daemon = EMPTY
+  }
+
+  // Reads the held result once it is whole; then the operation's paths are pending.
+  #readResult(chunk: Uint8Array): void {
+    if (chunk.length > 0) this.#daemon = this.#daemon.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.#daemon, chunk])
+    if (this.#pending) return
+    let read
+    try {
+      read = tryRead(this.#daemon, this.#result!)
+    } catch {
+      this.#phase = 'unknown'
+      return
+    }
+    if (!read) return
+    const facts = read.value
+    if (facts && 'added' in facts) this.#rootedPath(facts.added)
+    const head = this.#head!
+    let paths = [...this.#opPaths]
+    let derivations = head.kind === 'roots' ? head.derivations : []
+    if (facts && 'built' in facts) {
+      // a build that failed is told as a failure (its own words, in the result): only what was
+      // built must be there
+      const built = new Set(facts.built)
+      paths = paths.filter((p) => built.has(p))
+      derivations = derivations.filter((d) => built.has(d))
+    }
+    this.#pending = { paths, derivations, rerunnable: this.#replay !== undefined && (head.op === 9 || head.op === 46) }
+  }
+
+  /** The operation's end may go on to the client: returns the bytes held back. */
+  release(): Buffer {
+    const held = Buffer.concat(this.#held)
+    this.#held = []
+    this.#pending = undefined
+    this.#result = undefined
+    this.#ended()
+    return held
+  }
+
+  /** The operation is to be run again: returns its request, to send to the daemon instead of passing its end on. */
+  rerun(): Buffer {
+    const request = Buffer.concat(this.#replay ?? [])
+    this.#held = []
+    this.#pending = undefined
+    this.#result = undefined
+    this.#daemon = EMPTY
+    this.#phase = 'operation'
+    return request
+  }
+
+  /** The operation's end is to be replaced by an error: drops what was held back. */
+  drop(): void {
+    this.#held = []
+    this.#pending = undefined
+    this.#result = undefined
+    this.#ended()
   }
 }

@@ -6,18 +6,40 @@
 
 import type { Socket } from 'node:net'
 import type { Readable, Writable } from 'node:stream'
+import { Stderr } from '../store/protocol.js'
 import type { Transport } from '../store/transport.js'
-import { OperationTracker } from './operations.js'
+import { WireWriter } from '../store/wire.js'
+import { OperationTracker, type Pending } from './operations.js'
 
-// Copies `from` to `to` with back-pressure, telling `seen` of each chunk first.
-function forward(from: Readable, to: Writable, seen: (chunk: Buffer) => void): void {
+// Copies `from` to `to` with back-pressure, each chunk as `through` gives it.
+function forward(from: Readable, to: Writable, through: (chunk: Buffer) => Buffer): void {
   from.on('data', (chunk: Buffer) => {
-    seen(chunk)
-    if (!to.write(chunk)) {
+    const out = through(chunk)
+    if (out.length > 0 && !to.write(out)) {
       from.pause()
       to.once('drain', () => from.resume())
     }
   })
+}
+
+/**
+ * Settles once the paths an operation made are held beyond the worker's own roots: 'held', or
+ * 'gone' when some of them were not valid any more (a collection that was already running as
+ * the operation ended took them).
+ */
+export type Confirm = (pending: Pending) => Promise<'held' | 'gone'>
+
+// How often an operation whose outputs a running collection took is run again before the client
+// is told it failed
+const RERUNS = 2
+
+// An error in the daemon's own form at `minor` (protocol doc §4), for an operation's end that
+// cannot be passed on
+function errorMessage(minor: number, message: string): Buffer {
+  const w = new WireWriter().u64(Stderr.Error)
+  if (minor >= 26) w.bytes('Error').u64(0).bytes('Error').bytes(message).u64(0).u64(0)
+  else w.bytes(message).u64(1)
+  return w.finish()
 }
 
 export type RelayEnd =
@@ -39,11 +61,19 @@ export class Relay {
   readonly upstreamEnded: Promise<void>
   #closed = false
 
-  constructor(client: Socket, upstream: Transport) {
+  readonly #confirm: Confirm
+  #reruns = 0
+
+  constructor(client: Socket, upstream: Transport, confirm: Confirm) {
     this.#client = client
     this.#upstream = upstream
-    forward(client, upstream.output, (chunk) => this.#tracker.fromClient(chunk))
-    forward(upstream.input, client, (chunk) => this.#tracker.fromDaemon(chunk))
+    this.#confirm = confirm
+    forward(client, upstream.output, (chunk) => (this.#tracker.fromClient(chunk), chunk))
+    forward(upstream.input, client, (chunk) => {
+      const out = this.#tracker.fromDaemon(chunk)
+      if (this.#tracker.pending) void this.#endOperation()
+      return out
+    })
     this.upstreamEnded = new Promise((resolve) => upstream.input.once('close', () => resolve()))
     this.ended = new Promise((resolve) => {
       // the client went: held if nothing was under way, else the daemon must stop what it does
@@ -54,10 +84,11 @@ export class Relay {
           resolve('closed')
         } else resolve('held')
       })
-      // the daemon side went (a restart, a worker that died): the client hears of it as it would
-      // from the daemon itself, by the connection closing
+      // the daemon side went (a restart, a worker that died, a daemon that refused the client
+      // and hung up): the client hears of it as it would from the daemon itself, by the
+      // connection closing once what the daemon said last has reached it
       const gone = () => {
-        client.destroy()
+        client.end()
         this.#closed = true
         resolve('closed')
       }
@@ -73,6 +104,36 @@ export class Relay {
   /** Whether the client is inside an operation (or the handshake) now. */
   get busy(): boolean {
     return this.#tracker.busy
+  }
+
+  // An operation that made paths has ended, its end held back: it goes on to the client once they
+  // are held; if a collection took some, the operation runs again (a build), or the client is
+  // told it failed, rather than that it succeeded.
+  #ending = false
+  async #endOperation(): Promise<void> {
+    const pending = this.#tracker.pending
+    if (this.#ending || !pending) return
+    this.#ending = true
+    let outcome: 'held' | 'gone'
+    try {
+      outcome = await this.#confirm(pending)
+    } catch {
+      outcome = 'held' // the holder cannot tell (its store is away): the worker's own roots stand
+    }
+    this.#ending = false
+    if (this.#closed) return
+    if (outcome === 'held') {
+      this.#reruns = 0
+      this.#client.write(this.#tracker.release())
+    } else if (pending.rerunnable && this.#reruns < RERUNS) {
+      this.#reruns++
+      this.#upstream.output.write(this.#tracker.rerun())
+    } else {
+      this.#reruns = 0
+      const minor = this.#tracker.minor!
+      this.#tracker.drop()
+      this.#client.write(errorMessage(minor, `nix-hold: a garbage collection that was already running took ${[...pending.paths, ...pending.derivations].join(', ')} as this operation ended; run it again`))
+    }
   }
 
   /** What the daemon's worker rooted for this connection; undefined when that cannot be told (operations.ts). */

@@ -5,10 +5,13 @@
 
 import type { WireReader } from '../store/wire.js'
 
-export type RequestHead =
+export type RequestHead = { readonly op: number } & (
   /** roots nothing */
   | { readonly kind: 'none' }
-  /** roots these paths, and the known outputs of these derivations */
+  /**
+   * roots these paths, and outputs of these derivations (`DRV!out1,out2`, `DRV!*`, or a bare `DRV`
+   * for all of them)
+   */
   | { readonly kind: 'roots'; readonly paths: readonly string[]; readonly derivations: readonly string[] }
   /** roots the path its result starts with (the path it added) */
   | { readonly kind: 'result-path' }
@@ -16,6 +19,7 @@ export type RequestHead =
   | { readonly kind: 'multiple' }
   /** an op not known here, whose roots cannot be told */
   | { readonly kind: 'unknown' }
+)
 
 // Ops that only ask, change settings or roots of another kind (permanent ones, which outlive the
 // connection anyway): IsValidPath, HasSubstitutes, QueryPathHash, QueryReferences,
@@ -39,21 +43,26 @@ const AddMultipleToStore = 44
 const BuildPathsWithResults = 46
 
 // A derived path: `DRV!out1,out2` or `DRV!*` (the derivation's outputs), or a plain store path. A
-// plain .drv path asked to be built meant its outputs before 1.30; rooting them as well costs
-// nothing where it did not.
-function addDerived(spec: string, paths: string[], derivations: string[]): void {
-  const bang = spec.indexOf('!')
-  if (bang >= 0) {
-    derivations.push(spec.slice(0, bang))
+// plain .drv path asked to be built meant all its outputs before 1.30; from 1.30 it is the file.
+function addDerived(spec: string, minor: number, paths: string[], derivations: string[]): void {
+  if (spec.includes('!')) {
+    derivations.push(spec)
     return
   }
   paths.push(spec)
-  if (spec.endsWith('.drv')) derivations.push(spec)
+  if (minor < 30 && spec.endsWith('.drv')) derivations.push(spec)
 }
 
 /** Reads the head of one request (its opcode and as much after it as its roots need). */
 export function readRequestHead(r: WireReader, minor: number): RequestHead {
   const op = r.u64()
+  const head = readHeadOf(op, r, minor)
+  return { op, ...head } as RequestHead
+}
+
+type Unkeyed<T> = T extends unknown ? Omit<T, 'op'> : never
+
+function readHeadOf(op: number, r: WireReader, minor: number): Unkeyed<RequestHead> {
   if (ROOTS_NOTHING.has(op)) return { kind: 'none' }
   switch (op) {
     case AddToStore:
@@ -67,7 +76,7 @@ export function readRequestHead(r: WireReader, minor: number): RequestHead {
     case BuildPathsWithResults: {
       const paths: string[] = []
       const derivations: string[] = []
-      for (const spec of r.strings()) addDerived(spec, paths, derivations)
+      for (const spec of r.strings()) addDerived(spec, minor, paths, derivations)
       return { kind: 'roots', paths, derivations }
     }
     case QueryValidPaths: {

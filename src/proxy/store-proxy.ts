@@ -9,7 +9,7 @@ import { listenAs, releaseName } from '../rendezvous/listen.js'
 import type { FileId } from '../rendezvous/runtime-dir.js'
 import { openTransport } from '../store/open-transport.js'
 import type { DaemonTarget } from '../store/resolve.js'
-import { Relay } from './relay.js'
+import { Relay, type Confirm } from './relay.js'
 
 /** The proxy socket for `owner` and the store `store` in the private directory `dir`. */
 export function proxySocketPath(dir: string, owner: { readonly pid: number; readonly start: string }, store: string): string {
@@ -17,8 +17,8 @@ export function proxySocketPath(dir: string, owner: { readonly pid: number; read
   return join(dir, `${hash}.sock`)
 }
 
-/** Roots `paths`, and the outputs of `derivations`, on the holder's own connection to the store. */
-export type Adopt = (paths: readonly string[], derivations: readonly string[]) => Promise<unknown>
+/** Roots `paths`, and the outputs of `derivations`, on the holder's own connection to the store (StoreRoots.adopt). */
+export type Adopt = (paths: readonly string[], derivations: readonly string[]) => Promise<{ held: readonly string[]; outputs: readonly string[] }>
 
 /** Clients connected at once, each with its daemon connection; more wait in the listen backlog. */
 const CLIENTS = 64
@@ -65,7 +65,7 @@ export class StoreProxy {
     openTransport(this.#target, this.#stopping.signal).then(
       (upstream) => {
         if (this.#stopping.signal.aborted || client.destroyed) return upstream.destroy()
-        const relay = new Relay(client, upstream)
+        const relay = new Relay(client, upstream, this.#confirm)
         this.#relays.add(relay)
         void relay.upstreamEnded.then(() => this.#relays.delete(relay))
         void relay.ended.then((end) => (end === 'held' ? this.#handOver(relay) : undefined))
@@ -74,6 +74,16 @@ export class StoreProxy {
       // daemon not running
       () => client.destroy(),
     )
+  }
+
+  // Before a client hears that an operation made its paths, they are held on the holder's own
+  // connection too, rooted once no collection that was running is still running (rooting.ts):
+  // a collection already under way when the worker rooted them (Nix 2.5-2.34, Lix) may have
+  // taken them in between, and then they are 'gone'.
+  readonly #confirm: Confirm = async (pending) => {
+    const { held, outputs } = await this.#adopt(pending.paths, pending.derivations)
+    const have = new Set(held)
+    return [...pending.paths, ...outputs].every((p) => have.has(p)) ? 'held' : 'gone'
   }
 
   // A client left between operations: its connection's roots move to the holder's connection,

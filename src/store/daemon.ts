@@ -143,23 +143,26 @@ export class DaemonConnection {
   }
 
   /**
-   * The output paths of the derivation `drvPath` that are known (a floating content-addressed
-   * output is not known before it is built): QueryDerivationOutputMap from 1.22 on (its map's
-   * optional path is an empty string for none), QueryDerivationOutputs before it.
+   * The outputs of the derivation `drvPath` whose paths are known (a floating content-addressed
+   * output's is not before it is built), by name: QueryDerivationOutputMap from 1.22 on (its map's
+   * optional path is an empty string for none). Before it, QueryDerivationOutputs gives the paths
+   * without their names: each is named "*" then.
    */
-  async derivationOutputs(drvPath: string): Promise<string[]> {
-    if (this.#minor < 22) return this.#request(new WireWriter().u64(Op.QueryDerivationOutputs).bytes(drvPath), (r) => r.strings())
-    const pairs = await this.#request(new WireWriter().u64(Op.QueryDerivationOutputMap).bytes(drvPath), (r) => {
+  async derivationOutputs(drvPath: string): Promise<Array<{ name: string; path: string }>> {
+    if (this.#minor < 22) {
+      const paths = await this.#request(new WireWriter().u64(Op.QueryDerivationOutputs).bytes(drvPath), (r) => r.strings())
+      return paths.map((path) => ({ name: '*', path }))
+    }
+    return this.#request(new WireWriter().u64(Op.QueryDerivationOutputMap).bytes(drvPath), (r) => {
       const n = r.u64()
-      const out: string[] = []
+      const out: Array<{ name: string; path: string }> = []
       for (let i = 0; i < n; i++) {
-        r.string() // output name
+        const name = r.string()
         const path = r.string()
-        if (path !== '') out.push(path)
+        if (path !== '') out.push({ name, path })
       }
       return out
     })
-    return pairs
   }
 
   /** Registers `path` (valid or not yet) as a GC root for as long as this connection is open. */

@@ -10,6 +10,7 @@ import { execa } from 'execa'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { holdPaths } from '../../src/index.js'
 import { nixLabel, nixVersions, unique, useNix } from '../helpers/nix.js'
+import { startOwner } from '../helpers/owner.js'
 import { startSshHosts, type SshHosts } from '../helpers/ssh-host.js'
 import { hasRaceFix } from '../../src/store/collector.js'
 
@@ -96,6 +97,23 @@ it(`waits through the daemon where the store's state directory is not known: a s
   const env = { ...nix.env, NIX_REMOTE: `unix://${link}` }
   const raced = await race(nix.env, nix.storeDir, (p) => nix.isValid(p), (p) => holdPaths([p], { env }).catch(notValid))
   expect(raced).toBeGreaterThan(0)
+})
+
+it(`never tells a command run through the proxy that a path is there which a running collection then deletes (${nixLabel()})`, async () => {
+  const owner = startOwner('bash', ['-c', 'export NIX_REMOTE=$("$NODE" "$CLI" --for $$ --proxy)\necho "$NIX_REMOTE"\nread -r _ || true'], nix.env)
+  const uri = await owner.line()
+  try {
+    // nix-store --realise of a path that is there: the daemon's worker roots it (BuildPaths), and
+    // says so; the proxy holds that answer back until the holder has it rooted, past the collection
+    const realise = async (p: string) => {
+      const r = await execa('nix-store', ['--realise', p], { env: { ...nix.env, NIX_REMOTE: uri }, extendEnv: false, stdin: 'ignore', reject: false })
+      return r.exitCode === 0 ? { release: async () => undefined } : ('refused' as const)
+    }
+    const raced = await race(nix.env, nix.storeDir, (p) => nix.isValid(p), realise)
+    expect(raced).toBeGreaterThan(0)
+  } finally {
+    owner.finish()
+  }
 })
 
 describe('on another machine', () => {

@@ -73,7 +73,7 @@ it('is busy from a request to the end of its stderr loop, through logs and activ
     { from: 'daemon', data: bytes(LAST, word(1)), busyAfter: false },
   ]
   for (const size of SIZES) {
-    expect(replay(steps, size).rooted).toEqual({ paths: [path('root'), path('plain')], derivations: [path('x.drv')] })
+    expect(replay(steps, size).rooted).toEqual({ paths: [path('root'), path('plain')], derivations: [`${path('x.drv')}!out`] })
   }
 })
 
@@ -131,4 +131,66 @@ it('reads the handshake at every minor where it changes, the old error form incl
     { from: 'daemon', data: bytes(list(['a-feature']), str('2.24.15'), word(1), LAST), busyAfter: false },
   ]
   for (const size of SIZES) expect(replay(newest, size).busy).toBe(false)
+})
+
+// Feeds the daemon's bytes in pieces of `size`; returns what went on to the client
+function fromDaemon(t: OperationTracker, data: Buffer, size: number): Buffer {
+  const out: Buffer[] = []
+  for (let at = 0; at < data.length; at += size) out.push(t.fromDaemon(data.subarray(at, at + size)))
+  return Buffer.concat(out)
+}
+
+const atMinor34 = (): OperationTracker => replay(hello, 8)
+
+it("holds back an added path's end from STDERR_LAST on, passes nothing of it early, and lets it go whole", () => {
+  const log = NEXT('adding\n')
+  const end = bytes(LAST, str(path('added')))
+  for (const size of SIZES) {
+    const t = atMinor34()
+    t.fromClient(bytes(word(8), str('added'), str('text'), list([])))
+    // a log line cut anywhere goes on only once whole, and the end not at all
+    expect(fromDaemon(t, bytes(log, end), size)).toEqual(log)
+    expect(t.pending).toEqual({ paths: [path('added')], derivations: [], rerunnable: false })
+    expect(t.busy).toBe(false) // a client that leaves now has had its operation done
+    expect(t.release()).toEqual(end)
+    expect(t.pending).toBeUndefined()
+    expect(t.phase).toBe('between')
+  }
+})
+
+it('gives a build request back whole to be run again, and holds the end of the run again', () => {
+  const request = bytes(word(9), list([`${path('x.drv')}!out`]), word(0))
+  for (const size of SIZES) {
+    const t = atMinor34()
+    t.fromClient(request.subarray(0, 5))
+    t.fromClient(request.subarray(5))
+    expect(fromDaemon(t, bytes(START, LAST, word(1)), size)).toEqual(START)
+    expect(t.pending).toEqual({ paths: [], derivations: [`${path('x.drv')}!out`], rerunnable: true })
+    expect(t.rerun()).toEqual(request)
+    expect(t.busy).toBe(true)
+    expect(fromDaemon(t, bytes(STOP, LAST, word(1)), size)).toEqual(STOP)
+    expect(t.pending?.derivations).toEqual([`${path('x.drv')}!out`])
+    expect(t.release()).toEqual(bytes(LAST, word(1)))
+  }
+})
+
+it('expects only the outputs of the builds a BuildPathsWithResults result says succeeded', () => {
+  // 1.37: CPU times in each BuildResult
+  const t = new OperationTracker()
+  t.fromClient(bytes(word(0x6e697863), word(0x125), word(0), word(0)))
+  t.fromDaemon(bytes(word(0x6478696f), word(0x125), str('2.20.0'), word(1), LAST))
+  const [ok, failed] = [`${path('ok.drv')}!out`, `${path('bad.drv')}!out`]
+  t.fromClient(bytes(word(46), list([ok, failed]), word(0)))
+  const result = (derived: string, status: number) =>
+    bytes(str(derived), word(status), str(status === 0 ? '' : 'builder failed'), word(1), word(0), word(10), word(20), word(1), word(1234), word(0), word(status === 0 ? 1 : 0), ...(status === 0 ? [str('sha256:x!out'), str('{}')] : []))
+  expect(fromDaemon(t, bytes(LAST, word(2), result(ok, 0), result(failed, 3)), 7)).toEqual(Buffer.alloc(0))
+  expect(t.pending).toEqual({ paths: [], derivations: [ok], rerunnable: true })
+})
+
+it('passes an error on at once: a failed operation made nothing to hold', () => {
+  const t = atMinor34()
+  t.fromClient(bytes(word(9), list([`${path('x.drv')}!out`]), word(0)))
+  expect(fromDaemon(t, ERROR, 3)).toEqual(ERROR)
+  expect(t.pending).toBeUndefined()
+  expect(t.phase).toBe('between')
 })
