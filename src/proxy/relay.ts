@@ -11,13 +11,25 @@ import type { Transport } from '../store/transport.js'
 import { WireWriter } from '../store/wire.js'
 import { OperationTracker, type Pending } from './operations.js'
 
+// How much a relay lets wait to be written to one side before it stops reading the other. A
+// stream's own mark (16 KiB) would stop and start the reading for every chunk of a NAR.
+const MAX_QUEUED = 4 * 1024 * 1024
+
 // Copies `from` to `to` with back-pressure, each chunk as `through` gives it.
 function forward(from: Readable, to: Writable, through: (chunk: Buffer) => Buffer): void {
+  let paused = false
+  const resume = () => {
+    paused = false
+    from.resume()
+  }
   from.on('data', (chunk: Buffer) => {
     const out = through(chunk)
-    if (out.length > 0 && !to.write(out)) {
+    if (out.length === 0) return
+    to.write(out)
+    if (!paused && to.writableLength > MAX_QUEUED) {
+      paused = true
       from.pause()
-      to.once('drain', () => from.resume())
+      to.once('drain', resume)
     }
   })
 }
