@@ -480,6 +480,29 @@ async function proxy(nix: NixInstance, env: NodeJS.ProcessEnv, path: string): Pr
     })
     const [cd, cx] = [summarize(copies.direct), summarize(copies.proxied)]
     row('--proxy: nix copy of a 256 MiB path into the store', ms(cx), `direct ${ms(cd)}`, `${(cx.median / cd.median).toFixed(2)}×`, '≤ 1.2×', cx.median <= 1.2 * cd.median)
+
+    // what thirty commands through one proxy leave: daemon workers, and the holder's memory
+    // against a holder of one --for hold
+    const holderOf = (owner: ReturnType<typeof spawn>) => processesWith((arg) => arg === '--serve-holder').find((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`\0${owner.pid}\0`))!
+    const single = newOwner()
+    await timeCommand(NODE, [CLI, '--for', String(single.pid), '--keep', path], env)
+    const oneHold = await settledRss(holderOf(single))
+    // the daemon's workers for every other client now (the run's keeper, the holders above)
+    const baseline = nix.workerPids().length
+    const busy = newOwner()
+    const through = await proxyOf(busy)
+    const files = join(nix.root, 'bench-thirty')
+    mkdirSync(files, { recursive: true })
+    for (let i = 0; i < 30; i++) {
+      writeFileSync(join(files, `f${i}`), `${i}\n`)
+      await execa('nix-store', ['--add', join(files, `f${i}`)], { env: { ...env, NIX_REMOTE: through }, extendEnv: false, stdin: 'ignore' })
+    }
+    // a finished command's worker winds down once the holder has taken its roots over
+    const settled = Date.now() + 5000
+    while (nix.workerPids().length - baseline > 1 && Date.now() < settled) await new Promise((resolve) => setTimeout(resolve, 20))
+    const workers = nix.workerPids().length - baseline
+    const thirty = await settledRss(holderOf(busy))
+    row('--proxy: after 30 commands, daemon workers and holder RSS', `${workers} workers, ${mib(thirty)}`, `1 --for hold ${mib(oneHold)}`, `${(thirty / oneHold).toFixed(2)}×`, '≤ 2 workers, ≤ 1.3×', workers <= 2 && thirty <= 1.3 * oneHold)
   } finally {
     for (const owner of owners) owner.kill('SIGKILL')
   }

@@ -77,11 +77,13 @@ describe.skipIf(sameAsAnother)(`through the proxy on ${nixLabel()}`, () => {
     expect(realised.status).toBe(0)
     expect(realised.lines).toHaveLength(2)
     held.push(drv.lines[0]!, ...realised.lines)
-    // nix build, whose outputs the script finds with nix-store -q
+    // nix build of both outputs, which the script finds with nix-store -q
     if (!legacy) {
       const n = unique('px')
-      expect((await run(owner, `nix build -f ${q(join(FIXTURES, 'demo.nix'))} --argstr n ${n} --no-link`)).status).toBe(0)
-      const outs = await run(owner, `nix-store -q --outputs "$(nix-instantiate ${q(join(FIXTURES, 'demo.nix'))} --argstr n ${n})"`)
+      const multi = q(join(FIXTURES, 'multi.nix'))
+      expect((await run(owner, `nix build -f ${multi} --argstr n ${n} --no-link out lib`)).status).toBe(0)
+      const outs = await run(owner, `nix-store -q --outputs "$(nix-instantiate ${multi} --argstr n ${n})"`)
+      expect(outs.lines).toHaveLength(2)
       held.push(...outs.lines)
     }
     // nix-store --add and --add-fixed
@@ -92,9 +94,10 @@ describe.skipIf(sameAsAnother)(`through the proxy on ${nixLabel()}`, () => {
     const added = await run(owner, `nix-store --add ${q(join(dir, 'a'))}; nix-store --add-fixed sha256 ${q(join(dir, 'b'))}`)
     expect(added.lines).toHaveLength(2)
     held.push(...added.lines)
-    // queries work as they do directly
-    const info = await run(owner, `nix-store -q --references ${q(held[0]!)}; nix-store -q --hash ${q(held[0]!)}`)
-    const infoDirect = await direct(['sh', '-c', `nix-store -q --references ${q(held[0]!)}; nix-store -q --hash ${q(held[0]!)}`])
+    // queries answer as they do directly
+    const queries = `nix-store -q --references ${q(held[0]!)}; nix-store -q --hash ${q(held[0]!)}; nix path-info ${q(held[0]!)}`
+    const info = await run(owner, queries)
+    const infoDirect = await direct(['sh', '-c', queries])
     expect(info.lines.join('\n')).toBe(infoDirect.stdout)
 
     // every command has exited; only the holder keeps them now, on one connection of its own
