@@ -6,6 +6,7 @@ import type { DaemonConnection } from '../store/daemon.js'
 import { ReconnectingConnection, tell, type Restore } from '../store/reconnecting.js'
 import { rootAndCheck } from '../store/rooting.js'
 import { connect, labelOf, reconnectOptions, resolvePaths, type Context } from './context.js'
+import type { Adopted } from './types.js'
 
 const released = (cause?: unknown): HoldError => new HoldError('usage', 'this hold was released', { cause })
 
@@ -64,35 +65,44 @@ export class StoreHold {
 
   /**
    * Takes over what another connection to this store roots, while that one still does: the
-   * `paths` that are valid, and the outputs of `derivations` (`DRV!out1,out2`, `DRV!*`, or a bare
-   * `DRV` for all) that are. One that is not valid (an output never built, a failed build's) is
-   * not held, and no error. Returns what it holds, and which paths the derivations' outputs named
-   * are (so that a caller can tell which of them were not valid).
+   * `paths` that are valid, and the outputs `derivations` name (`DRV!out1,out2`, `DRV!*`, or a
+   * bare `DRV` for all) that are. One that is not valid (an output never built, a failed build's)
+   * is not held, and no error. Returns what it holds; the paths of the outputs named; and how many
+   * of those outputs could not be found (a derivation that is not valid, or has no such output),
+   * so that a caller can tell whether all it expected is held.
    */
-  async adopt(paths: readonly string[], derivations: readonly string[]): Promise<{ held: readonly string[]; outputs: readonly string[] }> {
+  async adopt(paths: readonly string[], derivations: readonly string[]): Promise<Adopted> {
     const specs = derivations.map((spec) => {
       const bang = spec.indexOf('!')
       return bang < 0 ? { drv: spec, names: '*' } : { drv: spec.slice(0, bang), names: spec.slice(bang + 1) }
     })
-    let held: string[] = []
-    let named: string[] = []
+    const adopted: { held: string[]; outputs: string[]; unresolved: number } = { held: [], outputs: [], unresolved: 0 }
     // every one is checked to be a store path first: a malformed path would end the connection
     await this.#run([...paths, ...specs.map((s) => s.drv)], async (conn, unique) => {
-      const outputs = await Promise.all(specs.map((s) => conn.derivationOutputs(s.drv).catch(() => [])))
-      named = specs.flatMap((s, i) => {
-        const wanted = s.names === '*' ? undefined : new Set(s.names.split(','))
-        return outputs[i]!.filter((o) => !wanted || o.name === '*' || wanted.has(o.name)).map((o) => o.path)
-      })
-      const all = [...new Set([...unique, ...outputs.flat().map((o) => o.path)])]
+      adopted.outputs = []
+      adopted.unresolved = 0
+      for (const spec of specs) {
+        const outputs = await conn.derivationOutputs(spec.drv).catch(() => undefined)
+        const wanted = spec.names === '*' ? undefined : spec.names.split(',')
+        if (!outputs) {
+          adopted.unresolved += wanted?.length ?? 1
+          continue
+        }
+        // before 1.22 outputs come without their names: all of them, then
+        const named = outputs.filter((o) => !wanted || o.name === '*' || wanted.includes(o.name))
+        if (wanted && !outputs.some((o) => o.name === '*')) adopted.unresolved += wanted.filter((w) => !outputs.some((o) => o.name === w)).length
+        adopted.outputs.push(...named.map((o) => o.path))
+      }
+      const all = [...new Set([...unique, ...adopted.outputs])]
       const valid = await conn.queryValidPaths(all)
       const candidates = all.filter((p) => valid.has(p))
       // the other connection still roots them: none can be gone unless a collection that was
       // already running took it (Nix 2.5-2.34, Lix), and then it is not held
       const gone = new Set(await rootAndCheck(conn, candidates, this.#rooting))
-      held = candidates.filter((p) => !gone.has(p))
-      this.#confirm(held, [])
+      adopted.held = candidates.filter((p) => !gone.has(p))
+      this.#confirm(adopted.held, [])
     })
-    return { held, outputs: named }
+    return adopted
   }
 
   /** Roots paths that need not be valid yet, without asking. */

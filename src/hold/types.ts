@@ -60,6 +60,16 @@ export interface StoreLocation {
   readonly named?: string | undefined
 }
 
+/** What `StoreRoots.adopt` took over. */
+export interface Adopted {
+  /** The paths held now. */
+  readonly held: readonly string[]
+  /** The paths of the outputs the derivations named. */
+  readonly outputs: readonly string[]
+  /** How many named outputs could not be found: a derivation not valid, or without that output. */
+  readonly unresolved: number
+}
+
 /** Roots on one store over one connection, remade (every root with it) when it is lost. */
 export interface StoreRoots {
   /** Every path rooted and valid. */
@@ -71,7 +81,7 @@ export interface StoreRoots {
    * outputs of `derivations` (`DRV!out1,out2`, `DRV!*`, or a bare `DRV`); returns what it holds,
    * and the paths of the outputs the derivations named.
    */
-  adopt(paths: readonly string[], derivations: readonly string[]): Promise<{ held: readonly string[]; outputs: readonly string[] }>
+  adopt(paths: readonly string[], derivations: readonly string[]): Promise<Adopted>
   /** Drops every root by closing the connection. Idempotent. */
   release(): Promise<void>
 }

@@ -2,11 +2,9 @@
 // build and its roots happen here, as in every other mode; then the paths are handed to the one
 // background holder for that process (started by the first such hold), and this process is done.
 
-import { dirname } from 'node:path'
 import { locationOf } from '../hold/active.js'
 import { buildAndHold, holdPaths } from '../hold/start.js'
 import type { HoldOptions } from '../hold/types.js'
-import { runtimeDir } from '../rendezvous/runtime-dir.js'
 import { resolveStore, storeUrlOf } from '../store/resolve.js'
 import { handOver, proxyFor } from './join.js'
 import type { ProcessId } from './process.js'
@@ -48,13 +46,11 @@ export async function holdFor(owner: ProcessId, request: ForRequest, options: Ho
 
 /**
  * The store URI of the proxy that the holder for `owner` serves for the store `options` name (as
- * Nix picks it from the environment, when they name none). A store that is already one of this
- * user's proxies is its own URI: a script that exported it and asks again gets it again.
+ * Nix picks it from the environment, when they name none). Where that store is already this
+ * owner's proxy (a script that exported it asks again), the holder says so and gives it again.
  */
 export async function proxyUri(owner: ProcessId, options: HoldOptions, holderCommand: readonly string[]): Promise<string> {
   const env = options.env ?? process.env
-  const target = resolveStore(options.store, env)
-  const url = storeUrlOf(target)
-  if (target.type === 'socket' && dirname(target.path) === runtimeDir(env)) return url
+  const url = storeUrlOf(resolveStore(options.store, env))
   return proxyFor(owner, url, { command: holderCommand, env, signal: options.signal })
 }

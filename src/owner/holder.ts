@@ -4,6 +4,7 @@
 
 import { closeSync, constants, openSync, readdirSync, readFileSync, writeSync } from 'node:fs'
 import { createServer, type Server, type Socket } from 'node:net'
+import { dirname } from 'node:path'
 import { HoldError, isHoldError } from '../errors.js'
 import { openRoots } from '../hold/active.js'
 import type { StoreRoots } from '../hold/types.js'
@@ -191,6 +192,16 @@ export class Holder {
   async #proxyFor(store: string): Promise<ProxyReply> {
     try {
       if (this.#stopped) throw new HoldError('usage', `process ${this.#owner.pid} has exited; nothing more is held for it`)
+      const target = resolveStore(store, this.#env)
+      if (target.type === 'socket' && dirname(target.path) === this.#dir) {
+        // the store named is a socket of this user's nix-hold: one of this holder's proxies (a
+        // script that exported its URI asks again), or another process's, whose holds end with it
+        for (const p of this.#proxies.values()) {
+          const own = await p.catch(() => undefined)
+          if (own?.path === target.path) return { proxy: `unix://${own.path}` }
+        }
+        throw new HoldError('usage', `${store} is the proxy of another process, whose holds end when it exits: name the store behind it with --store, or unset NIX_REMOTE`)
+      }
       let proxy = this.#proxies.get(store)
       if (!proxy) {
         // resolved in the holder's own environment, as a hold's store is
@@ -198,7 +209,7 @@ export class Holder {
           const { StoreProxy, proxySocketPath } = await import('../proxy/store-proxy.js')
           const header = { store, storeDir: storeDirFromEnv(this.#env), paths: 0 }
           const adopt = async (paths: readonly string[], derivations: readonly string[]) => (await this.#rootsFor(header)).adopt(paths, derivations)
-          const p = new StoreProxy(proxySocketPath(this.#dir, this.#owner, store), resolveStore(store, this.#env), adopt)
+          const p = new StoreProxy(proxySocketPath(this.#dir, this.#owner, store), target, adopt)
           if ((await p.listen(this.#dir)) === 'taken') throw new HoldError('store', `something else listens as the proxy ${p.path}`)
           if (this.#stopped) p.stop()
           return p
@@ -337,7 +348,7 @@ export async function runHolder(owner: ProcessId): Promise<number> {
     const startup = parseStartup(readFileSync(0, 'utf8'))
     if (!startup) throw new Error('its startup line was not understood')
     // the directory is checked again, by the process that will listen in it
-    if (runtimeDir({ XDG_RUNTIME_DIR: startup.env.XDG_RUNTIME_DIR }) !== startup.dir) throw new Error(`it was told to listen in ${startup.dir}, which is not this user's private directory`)
+    if (runtimeDir(startup.env) !== startup.dir) throw new Error(`it was told to listen in ${startup.dir}, which is not this user's private directory`)
     holder = new Holder(owner, startup)
     state = await holder.listen()
   } catch (err) {

@@ -48,18 +48,23 @@ export interface Pending {
   readonly rerunnable: boolean
 }
 
-// the daemon's handshake up to its first stderr loop, at negotiated minor `n` (protocol doc §3)
-function readDaemonHello(r: WireReader, clientMinor: number): number {
+// the daemon's handshake up to its first stderr loop, at negotiated minor `n` (protocol doc §3):
+// the minor, and the protocol features it offers (1.38 on)
+function readDaemonHello(r: WireReader, clientMinor: number): { minor: number; features: string[] } {
   if (r.u64() !== WORKER_MAGIC_2) throw new HoldError('store', 'the Nix daemon did not answer with its magic number')
-  const n = Math.min(clientMinor, minorOf(r.u64()))
-  if (n >= 38) {
-    const features = r.u64()
-    for (let i = 0; i < features; i++) r.string()
-  }
-  if (n >= 33) r.string() // its Nix version
-  if (n >= 35) r.u64() // trust
-  return n
+  const minor = Math.min(clientMinor, minorOf(r.u64()))
+  const features = minor >= 38 ? r.strings(1024, 1024) : []
+  if (minor >= 33) r.string() // its Nix version
+  if (minor >= 35) r.u64() // trust
+  return { minor, features }
 }
+
+// the client's side of the handshake as far as it matters: its feature list (1.38 on), after its
+// magic and version
+const readClientFeatures = (r: WireReader): string[] => (r.raw(16), r.strings(1024, 1024))
+
+// Longest client handshake kept for reading its features
+const MAX_CLIENT_HELLO = 64 * 1024
 
 const EMPTY = Buffer.alloc(0)
 
@@ -67,10 +72,12 @@ export class OperationTracker {
   #phase: Phase = 'handshake'
   // the daemon's bytes not yet read, while they are being read
   #daemon: Buffer = EMPTY
-  // the client's first two words (magic, version), until the client minor is known
+  // the client's handshake: its first two words (magic, version), then its features
   #client: Buffer = EMPTY
   #clientMinor: number | undefined
   #minor: number | undefined // negotiated, once the daemon's hello is read
+  // the protocol features both sides offered
+  #features: ReadonlySet<string> = new Set()
   // the operation under way: its head once read, and the client's bytes of it until then
   #head: RequestHead | undefined
   #request: Buffer = EMPTY
@@ -94,9 +101,13 @@ export class OperationTracker {
     return this.#phase
   }
 
-  /** Whether an operation (or the handshake) is under way: a client that leaves now leaves it unfinished. */
+  /**
+   * Whether an operation (or the handshake) is known to be under way: a client that leaves now
+   * leaves it unfinished. Not when this reader can tell nothing any more: then a root is never
+   * dropped, and the connection is kept.
+   */
   get busy(): boolean {
-    return this.#phase !== 'between' && this.#phase !== 'held'
+    return this.#phase === 'handshake' || this.#phase === 'operation'
   }
 
   /** The negotiated protocol minor, once the handshake has been read. */
@@ -121,19 +132,19 @@ export class OperationTracker {
 
   /** The client sent `chunk`. */
   fromClient(chunk: Uint8Array): void {
-    if (this.#phase === 'handshake' && this.#clientMinor === undefined) {
-      this.#client = Buffer.concat([this.#client, chunk]).subarray(0, 16)
-      if (this.#client.length === 16) {
+    if (this.#phase === 'handshake') {
+      if (this.#client.length < MAX_CLIENT_HELLO) this.#client = Buffer.concat([this.#client, chunk])
+      if (this.#clientMinor === undefined && this.#client.length >= 16) {
         const magic = this.#client.readUInt32LE(0) + this.#client.readUInt32LE(4) * 2 ** 32
         if (magic !== WORKER_MAGIC_1) return void (this.#phase = 'unknown')
         this.#clientMinor = minorOf(this.#client.readUInt32LE(8))
       }
       return
     }
-    if (this.#phase === 'held' && chunk.length > 0) {
-      // a client does not send a request before it has the last one's result
-      this.#understood = false
-      this.#phase = 'unknown'
+    if (this.#phase === 'held' || this.#phase === 'unknown') {
+      // a request sent before the last one's result was read (a client that pipelines): what it
+      // roots cannot be told, and its answer follows the held end, in order
+      if (chunk.length > 0) this.#understood = false
       return
     }
     if (this.#phase === 'between' && chunk.length > 0) {
@@ -217,8 +228,7 @@ export class OperationTracker {
     if (this.#phase === 'between' || this.#phase === 'unknown') return bytes
     if (this.#phase === 'held') {
       this.#held.push(Buffer.from(bytes))
-      this.#readResult(bytes)
-      return EMPTY
+      return this.#readResult(bytes) ? EMPTY : this.#giveUp()
     }
     this.#daemon = this.#daemon.length === 0 ? Buffer.from(bytes) : Buffer.concat([this.#daemon, bytes])
     if (this.#phase === 'handshake') {
@@ -256,8 +266,15 @@ export class OperationTracker {
       }
       const hello = tryRead(this.#daemon, (r) => readDaemonHello(r, this.#clientMinor!))
       if (!hello) return
-      this.#minor = hello.value
+      this.#minor = hello.value.minor
       at = hello.used
+      if (this.#minor >= 38) {
+        // the daemon sent its features only once it had the client's
+        const theirs = tryRead(this.#client, readClientFeatures)
+        if (!theirs) throw new HoldError('store', "the client's features could not be read")
+        this.#features = new Set(theirs.value.filter((f) => hello.value.features.includes(f)))
+      }
+      this.#client = EMPTY
     }
     for (;;) {
       const message = tryRead(this.#daemon, (r) => readStderrMessage(r, this.#minor!), at)
@@ -283,7 +300,7 @@ export class OperationTracker {
       }
       if (message.value.type !== 'last') continue
       const head = this.#head
-      const reader = head && head.kind !== 'none' && head.kind !== 'unknown' ? resultReader(head.op, this.#minor!) : undefined
+      const reader = head && head.kind !== 'none' && head.kind !== 'unknown' ? resultReader(head.op, this.#minor!, this.#features) : undefined
       if (!reader) {
         if (head?.kind === 'result-path') this.#understood = false // its path cannot be read
         const all = this.#daemon
@@ -295,7 +312,7 @@ export class OperationTracker {
       this.#phase = 'held'
       this.#result = reader
       this.#daemon = this.#daemon.subarray(at)
-      this.#readResult(EMPTY)
+      if (!this.#readResult(EMPTY)) return Buffer.concat([before, this.#giveUp()])
       return before
     }
     const whole = this.#daemon.subarray(0, at)
@@ -308,18 +325,30 @@ export class OperationTracker {
     this.#daemon = EMPTY
   }
 
-  // Reads the held result once it is whole; then the operation's paths are pending.
-  #readResult(chunk: Uint8Array): void {
+  // A held result that cannot be read: its end goes on as it is, and what the connection rooted
+  // can no longer be told (so it is kept open when its client leaves).
+  #giveUp(): Buffer {
+    const held = Buffer.concat(this.#held)
+    this.#held = []
+    this.#pending = undefined
+    this.#result = undefined
+    this.#understood = false
+    this.#ended()
+    return held
+  }
+
+  // Reads the held result once it is whole; then the operation's paths are pending. False when
+  // the result is not what its layout says.
+  #readResult(chunk: Uint8Array): boolean {
     if (chunk.length > 0) this.#daemon = this.#daemon.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.#daemon, chunk])
-    if (this.#pending) return
+    if (this.#pending) return true
     let read
     try {
       read = tryRead(this.#daemon, this.#result!)
     } catch {
-      this.#phase = 'unknown'
-      return
+      return false
     }
-    if (!read) return
+    if (!read) return true
     const facts = read.value
     if (facts && 'added' in facts) this.#rootedPath(facts.added)
     const head = this.#head!
@@ -333,6 +362,7 @@ export class OperationTracker {
       derivations = derivations.filter((d) => built.has(d))
     }
     this.#pending = { paths, derivations, rerunnable: this.#replay !== undefined && (head.op === 9 || head.op === 46) }
+    return true
   }
 
   /** The operation's end may go on to the client: returns the bytes held back. */

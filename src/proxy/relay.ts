@@ -134,6 +134,8 @@ export class Relay {
     }
     this.#ending = false
     if (this.#closed) return
+    // the client has gone: its end is for no one, and a rerun would build for no one
+    if (this.#client.destroyed) return void this.#tracker.release()
     if (outcome === 'held') {
       this.#reruns = 0
       this.#client.write(this.#tracker.release())

@@ -35,9 +35,12 @@ const pathInfo: ResultReader = (r) => {
   return { added }
 }
 
-// BuildPathsWithResults (1.34 on): for each derived path asked for, that path and its BuildResult
+// BuildPathsWithResults (1.34 on): for each derived path asked for, that path and its BuildResult.
+// Its built outputs are realisations: an id and a JSON text each, or, where client and daemon both
+// offered the feature `realisation-with-path-not-hash` (Nix 2.35), an output name, its path and
+// its signatures.
 const keyedBuildResults =
-  (minor: number): ResultReader =>
+  (minor: number, features: ReadonlySet<string>): ResultReader =>
   (r) => {
     const n = r.u64()
     const built: string[] = []
@@ -53,17 +56,25 @@ const keyedBuildResults =
         // CPU time, user and system: each an optional count of microseconds
         for (let k = 0; k < 2; k++) if (r.u64() === 1) r.raw(8)
       }
-      const outputs = r.u64() // built outputs: DrvOutput id, realisation JSON
+      const outputs = r.u64()
+      const byPath = features.has(REALISATION_WITH_PATH)
       for (let k = 0; k < outputs; k++) {
-        r.string()
-        r.string()
+        r.string() // the output's id, or its name
+        r.string() // the realisation as JSON, or the output's path
+        if (byPath) r.strings() // its signatures
       }
     }
     return { built }
   }
 
-/** How the result of `op` is read at `minor`; undefined for an op whose end is not held back. */
-export function resultReader(op: number, minor: number): ResultReader | undefined {
+/** The protocol feature (1.38) that changes how a build result's outputs are sent. */
+export const REALISATION_WITH_PATH = 'realisation-with-path-not-hash'
+
+/**
+ * How the result of `op` is read at `minor`, with the protocol features both sides offered;
+ * undefined for an op whose end is not held back.
+ */
+export function resultReader(op: number, minor: number, features: ReadonlySet<string> = new Set()): ResultReader | undefined {
   switch (op) {
     case 7: // AddToStore
       return minor >= 25 ? pathInfo : path
@@ -76,7 +87,7 @@ export function resultReader(op: number, minor: number): ResultReader | undefine
     case 44: // AddMultipleToStore
       return nothing
     case 46: // BuildPathsWithResults
-      return minor >= 34 ? keyedBuildResults(minor) : undefined
+      return minor >= 34 ? keyedBuildResults(minor, features) : undefined
     default:
       return undefined
   }

@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto'
 import { createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
+import type { Adopted } from '../hold/types.js'
 import { listenAs, releaseName } from '../rendezvous/listen.js'
 import type { FileId } from '../rendezvous/runtime-dir.js'
 import { openTransport } from '../store/open-transport.js'
@@ -18,10 +19,7 @@ export function proxySocketPath(dir: string, owner: { readonly pid: number; read
 }
 
 /** Roots `paths`, and the outputs of `derivations`, on the holder's own connection to the store (StoreRoots.adopt). */
-export type Adopt = (paths: readonly string[], derivations: readonly string[]) => Promise<{ held: readonly string[]; outputs: readonly string[] }>
-
-/** Clients connected at once, each with its daemon connection; more wait in the listen backlog. */
-const CLIENTS = 64
+export type Adopt = (paths: readonly string[], derivations: readonly string[]) => Promise<Adopted>
 
 export class StoreProxy {
   readonly #server: Server
@@ -44,7 +42,6 @@ export class StoreProxy {
     this.#target = target
     this.#adopt = adopt
     this.#server = createServer({ pauseOnConnect: true }, (client) => this.#accept(client))
-    this.#server.maxConnections = CLIENTS
   }
 
   /** Listens; 'taken' when something else listens as this proxy already. */
@@ -81,9 +78,10 @@ export class StoreProxy {
   // a collection already under way when the worker rooted them (Nix 2.5-2.34, Lix) may have
   // taken them in between, and then they are 'gone'.
   readonly #confirm: Confirm = async (pending) => {
-    const { held, outputs } = await this.#adopt(pending.paths, pending.derivations)
+    const { held, outputs, unresolved } = await this.#adopt(pending.paths, pending.derivations)
     const have = new Set(held)
-    return [...pending.paths, ...outputs].every((p) => have.has(p)) ? 'held' : 'gone'
+    // an output that cannot even be found is not held either
+    return unresolved === 0 && [...pending.paths, ...outputs].every((p) => have.has(p)) ? 'held' : 'gone'
   }
 
   // A client left between operations: its connection's roots move to the holder's connection,

@@ -46,8 +46,9 @@ function ensure(dir: string, uid: number): void {
  * This user's private directory for nix-hold's sockets, made if need be:
  * `$XDG_RUNTIME_DIR/nix-hold` when that runtime directory is this user's own and private (as
  * systemd-logind makes it), else `/tmp/nix-hold-UID` (`$TMPDIR` is not used: it may differ between
- * the processes that have to meet there). A directory that exists but is not this user's alone is
- * refused (kind `store`), never used.
+ * the processes that have to meet there), else, when that one is not this user's alone,
+ * `$XDG_CACHE_HOME/nix-hold` (`~/.cache/nix-hold`). A directory that exists but is not this
+ * user's alone is refused (kind `store`), never used.
  */
 export function runtimeDir(env: NodeJS.ProcessEnv, uid: number = process.geteuid!()): string {
   const xdg = env.XDG_RUNTIME_DIR
@@ -60,8 +61,23 @@ export function runtimeDir(env: NodeJS.ProcessEnv, uid: number = process.geteuid
     }
   }
   const dir = `/tmp/nix-hold-${uid}`
-  ensure(dir, uid)
-  return dir
+  try {
+    ensure(dir, uid)
+    return dir
+  } catch (err) {
+    // another user may make /tmp/nix-hold-UID first, to keep this one out: the home directory,
+    // which no one else can write, is the way round that
+    const home = env.XDG_CACHE_HOME || (env.HOME ? join(env.HOME, '.cache') : undefined)
+    const own = home?.startsWith('/') ? join(home, 'nix-hold') : undefined
+    if (!own || own.length + 1 + LONGEST_NAME > MAX_SOCKET_PATH) throw err
+    try {
+      mkdirSync(home!, { recursive: true, mode: 0o700 })
+    } catch {
+      throw err
+    }
+    ensure(own, uid)
+    return own
+  }
 }
 
 /** The identity of a file, to tell whether a name still points at the socket a process bound. */

@@ -109,8 +109,9 @@ it('can tell nothing after a request it does not know, or a daemon message it do
   const t = replay(hello, 8)
   t.fromClient(bytes(word(11), str(path('r'))))
   t.fromDaemon(word(0x12345678))
-  // busy for good: a client that leaves now takes its daemon connection with it
-  expect(t.busy).toBe(true)
+  // nothing can be told any more: a client that leaves now leaves its daemon connection open,
+  // since dropping it could drop a root
+  expect(t.busy).toBe(false)
   expect(t.rooted).toBeUndefined()
 })
 
@@ -193,4 +194,43 @@ it('passes an error on at once: a failed operation made nothing to hold', () => 
   expect(fromDaemon(t, ERROR, 3)).toEqual(ERROR)
   expect(t.pending).toBeUndefined()
   expect(t.phase).toBe('between')
+})
+
+it("reads Nix 2.35's build results, whose outputs carry a path and signatures once both sides offer the feature", () => {
+  const feature = 'realisation-with-path-not-hash'
+  for (const [offered, signatures] of [[true, ['cache.example.org-1:c2ln']], [false, []]] as const) {
+    const t = new OperationTracker()
+    t.fromClient(bytes(word(0x6e697863), word(0x126)))
+    t.fromDaemon(bytes(word(0x6478696f), word(0x126)))
+    t.fromClient(bytes(list(offered ? [feature] : []), word(0), word(0)))
+    t.fromDaemon(bytes(list(['delete-dead-specific-referrers', feature]), str('2.35.2'), word(1), LAST))
+    const [a, b] = [`${path('a.drv')}!out,lib`, `${path('b.drv')}!out`]
+    t.fromClient(bytes(word(46), list([a, b]), word(0)))
+    const output = (name: string) => (offered ? bytes(str(name), str(path(name)), list([...signatures])) : bytes(str(`sha256:x!${name}`), str('{}')))
+    const result = (derived: string, names: string[]) =>
+      bytes(str(derived), word(0), str(''), word(1), word(0), word(10), word(20), word(0), word(0), word(names.length), ...names.map(output))
+    fromDaemon(t, bytes(LAST, word(2), result(a, ['out', 'lib']), result(b, ['out'])), 5)
+    expect(t.pending).toEqual({ paths: [], derivations: [a, b], rerunnable: true })
+  }
+})
+
+it('lets the end of an operation go whole when its result is not what its layout says, and keeps the connection', () => {
+  const t = atMinor34()
+  t.fromClient(bytes(word(8), str('added'), str('text'), list([])))
+  // a result that cannot be a path: a length far beyond any string
+  const end = bytes(LAST, word(2 ** 40))
+  expect(fromDaemon(t, end, 4)).toEqual(end)
+  expect(t.pending).toBeUndefined()
+  expect(t.busy).toBe(false)
+  expect(t.rooted).toBeUndefined()
+})
+
+it('passes a request a client sends before the held end on, and its answer after that end, in order', () => {
+  const t = atMinor34()
+  t.fromClient(bytes(word(9), list([`${path('x.drv')}!out`]), word(0)))
+  expect(fromDaemon(t, bytes(LAST, word(1)), 8)).toEqual(Buffer.alloc(0))
+  t.fromClient(bytes(word(1), str(path('q')))) // pipelined
+  expect(fromDaemon(t, bytes(LAST, word(0)), 8)).toEqual(Buffer.alloc(0))
+  expect(t.release()).toEqual(bytes(LAST, word(1), LAST, word(0)))
+  expect(t.rooted).toBeUndefined() // what the pipelined request rooted cannot be told
 })

@@ -44,6 +44,13 @@ it('refuses a /tmp directory another user made first, and says whose it is', () 
   expect(() => runtimeDir({}, uid)).toThrow(expect.objectContaining({ kind: 'store', message: expect.stringContaining(`belongs to uid 0, not to this user (uid ${uid})`) }))
 })
 
+it('goes round a /tmp directory another user made first by one under the home directory', () => {
+  mkdirSync(fallback, { mode: 0o700 }) // root's
+  const cache = join(xdg, 'home', '.cache')
+  own(join(cache, 'nix-hold'))
+  expect(runtimeDir({ HOME: join(xdg, 'home') }, uid)).toBe(join(cache, 'nix-hold'))
+})
+
 it('refuses a directory of its own that other users may enter', () => {
   own(fallback, 0o755)
   expect(() => runtimeDir({}, uid)).toThrow(expect.objectContaining({ kind: 'store', message: expect.stringContaining('other users may use it') }))
