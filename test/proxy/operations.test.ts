@@ -5,30 +5,7 @@
 
 import { expect, it } from 'vitest'
 import { OperationTracker } from '../../src/proxy/operations.js'
-
-const STORE = '/nix/store'
-const path = (name: string) => `${STORE}/${'a'.repeat(32)}-${name}`
-
-// little-endian words and padded strings, as the protocol has them
-const word = (n: number): Buffer => {
-  const b = Buffer.alloc(8)
-  b.writeUInt32LE(n % 2 ** 32, 0)
-  b.writeUInt32LE(Math.floor(n / 2 ** 32), 4)
-  return b
-}
-const str = (s: string | Buffer): Buffer => {
-  const body = Buffer.from(s)
-  return Buffer.concat([word(body.length), body, Buffer.alloc((8 - (body.length % 8)) % 8)])
-}
-const list = (items: string[]): Buffer => Buffer.concat([word(items.length), ...items.map(str)])
-const bytes = (...parts: Buffer[]) => Buffer.concat(parts)
-
-const LAST = word(0x616c7473)
-const NEXT = (text: string) => bytes(word(0x6f6c6d67), str(text))
-const START = bytes(word(0x53545254), word(2 ** 40 + 7), word(3), word(105), str('building x'), word(2), word(0), word(5), word(1), str('field'), word(0))
-const STOP = bytes(word(0x53544f50), word(2 ** 40 + 7))
-// the structured error of 1.26 and later
-const ERROR = bytes(word(0x63787470), str('Error'), word(0), str('Error'), str('build of x failed'), word(0), word(0))
+import { bytes, ERROR, LAST, list, NEXT, path, START, STOP, str, word } from '../helpers/wire-bytes.js'
 
 type Step = { readonly from: 'client' | 'daemon'; readonly data: Buffer; readonly busyAfter: boolean }
 
