@@ -9,35 +9,13 @@ import { join } from 'node:path'
 import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { FIXTURES, nixLabel, nixVersions, scriptCommand, unique, useNix } from '../helpers/nix.js'
-import { holdersFor, noHolderFor, startOwner, type Owner } from '../helpers/owner.js'
+import { holdersFor, noHolderFor } from '../helpers/owner.js'
+import { proxied as proxiedWith, q, run } from '../helpers/proxied.js'
 import { eventually, exited } from '../helpers/proc.js'
 
 const nix = useNix()
+const proxied = () => proxiedWith(nix.env)
 
-// A script that exports the proxy's URI, prints it, then runs the commands the test writes to
-// its stdin one line at a time (each line a bash command; its output and then "ok STATUS")
-function proxied(): Owner {
-  const script = [
-    'export NIX_REMOTE=$("$NODE" "$CLI" --for $$ --proxy)',
-    'echo "$NIX_REMOTE"',
-    'while read -r line; do s=0; eval "$line" || s=$?; echo "ok $s"; done',
-  ].join('\n')
-  return startOwner('bash', ['-c', script], nix.env)
-}
-
-// Runs `command` in the script; its output lines and exit status
-async function run(owner: Owner, command: string): Promise<{ lines: string[]; status: number }> {
-  owner.child.stdin!.write(`${command}\n`)
-  const lines: string[] = []
-  for (;;) {
-    const line = await owner.line()
-    const done = /^ok (\d+)$/.exec(line)
-    if (done) return { lines, status: Number(done[1]) }
-    lines.push(line)
-  }
-}
-
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`
 const direct = (args: string[]) => execa(args[0]!, args.slice(1), { env: nix.env, extendEnv: false, stdin: 'ignore', reject: false })
 
 // The relay reads the protocol as each minor has it: 1.21 (Nix 2.3), 1.34 (2.8), 1.35 (2.18, Lix)
@@ -133,21 +111,6 @@ describe.skipIf(sameAsAnother)(`through the proxy on ${nixLabel()}`, () => {
     expect(await eventually(() => nix.workerPids().length <= 1, 10_000)).toBe(true)
     await nix.gc()
     expect([await nix.isValid(copied), await nix.isValid(ifd.lines[0]!)]).toEqual([true, true])
-  })
-
-  it('leaves at most two daemon workers after thirty commands, and a collection run through it takes nothing held', async () => {
-    const owner = proxied()
-    await owner.line()
-    const dir = join(nix.root, unique('px-thirty'))
-    mkdirSync(dir)
-    const files = Array.from({ length: 30 }, (_, i) => join(dir, `f${i}`))
-    for (const f of files) writeFileSync(f, `${f}\n`)
-    const added = await run(owner, `for f in ${files.map(q).join(' ')}; do nix-store --add "$f"; done`)
-    expect(added.lines).toHaveLength(30)
-    expect(await eventually(() => nix.workerPids().length <= 2, 10_000)).toBe(true)
-    // a collection run through the proxy itself takes none of them
-    expect((await run(owner, 'nix-store --gc 2>/dev/null')).status).toBe(0)
-    expect(await Promise.all(added.lines.map((p) => nix.isValid(p)))).toEqual(added.lines.map(() => true))
   })
 
   it("passes on Nix's own error for a failed build: the same status and the same words", async () => {
