@@ -78,10 +78,10 @@ export class OperationTracker {
   #minor: number | undefined // negotiated, once the daemon's hello is read
   // the protocol features both sides offered
   #features: ReadonlySet<string> = new Set()
-  // the operation under way: its head once read, and the client's bytes of it until then
+  // the operation under way: its head once read
   #head: RequestHead | undefined
-  #request: Buffer = EMPTY
-  // the whole request, kept for sending again; undefined once it is too long for that
+  // the whole request, kept for reading its head and sending it again; undefined once it is too
+  // long for that
   #replay: Buffer[] | undefined = []
   #replayBytes = 0
   // an AddMultipleToStore under way, reading its paths as they pass
@@ -152,7 +152,6 @@ export class OperationTracker {
       this.#phase = 'operation'
       this.#daemon = EMPTY
       this.#head = undefined
-      this.#request = EMPTY
       this.#replay = []
       this.#replayBytes = 0
       this.#multiple = undefined
@@ -160,7 +159,7 @@ export class OperationTracker {
     }
     if (this.#phase !== 'operation') return
     this.#keep(chunk)
-    if (this.#head === undefined) this.#readHead(chunk)
+    if (this.#head === undefined) this.#readHead()
     else if (this.#multiple) this.#feedMultiple(chunk)
   }
 
@@ -189,22 +188,22 @@ export class OperationTracker {
     this.#opPaths.push(path)
   }
 
-  #readHead(chunk: Uint8Array): void {
-    this.#request = Buffer.concat([this.#request, chunk])
+  // Reads the request's head from what the client has sent of it so far (kept by #keep).
+  #readHead(): void {
+    const request = this.#replay && this.#replayBytes <= MAX_HEAD ? Buffer.concat(this.#replay) : undefined
     let head: RequestHead
     let rest: Buffer = EMPTY
     try {
-      const read = tryRead(this.#request, (r) => readRequestHead(r, this.#minor!))
+      const read = request && tryRead(request, (r) => readRequestHead(r, this.#minor!))
       if (read) {
         head = read.value
-        rest = this.#request.subarray(read.used)
-      } else if (this.#request.length > MAX_HEAD) head = { op: -1, kind: 'unknown' }
+        rest = request.subarray(read.used)
+      } else if (!request) head = { op: -1, kind: 'unknown' }
       else return
     } catch {
       head = { op: -1, kind: 'unknown' }
     }
     this.#head = head
-    this.#request = EMPTY
     if (head.kind === 'multiple') {
       this.#multiple = new MultipleAdd()
       if (rest.length > 0) this.#feedMultiple(rest)
