@@ -189,10 +189,9 @@ async function mainFor(inv: Invocation, owner: ProcessId, stopped: AbortSignal):
   const options = holdOptions(inv, stopped)
   // the holder is this same program: the same Node, with the same flags
   const holderCommand = [process.execPath, ...process.execArgv, process.argv[1]!]
-  const [{ holdFor }, { isRunning }] = await Promise.all([import('./owner/for.js'), import('./owner/process.js')])
+  const [{ holdFor, proxyUri }, { isRunning }] = await Promise.all([import('./owner/for.js'), import('./owner/process.js')])
   try {
     if (inv.proxy) {
-      const { proxyUri } = await import('./owner/for.js')
       await print(`${await proxyUri(owner, options, holderCommand)}\n`)
       return 0
     }
